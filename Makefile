@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench soak chaos lock clean setup
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	bin/arbd start $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+bench: $(STAMP)
+	$(PY) -m bench.bus
+	$(PY) -m bench.feed
+	$(PY) -m bench.e2e
+
+soak: $(STAMP)
+	$(PY) -m pytest -q -m soak -s tests
+
+chaos: $(STAMP)
+	$(PY) -m pytest -q -m chaos_long -s tests/chaos
+
+# Re-pin after changing pyproject.toml dependencies.
+lock:
+	rm -rf /tmp/arbd-lock-venv && $(PYTHON) -m venv /tmp/arbd-lock-venv
+	/tmp/arbd-lock-venv/bin/pip install -q -e '.[dev]'
+	{ echo "# Exact pins of every runtime and test dependency (pip freeze of a fresh install)."; \
+	  echo "# Regenerate with: make lock"; \
+	  /tmp/arbd-lock-venv/bin/pip freeze --exclude-editable | grep -v '^pip=='; } > requirements.lock
+
+clean:
+	rm -rf $(VENV) run build *.egg-info

@@ -1,0 +1,39 @@
+"""Message types (frozen dataclasses) and the one codec that puts them on the wire."""
+
+from messages.base import REGISTRY, Message, new_id, register
+from messages.codec import DecodeError, Envelope, decode, encode, warm
+from messages.control import (
+    Ack,
+    Command,
+    EventNote,
+    FailClosed,
+    Heartbeat,
+    MetricsSample,
+    OrderStats,
+    PositionState,
+    RebalanceRequest,
+    Reply,
+    RestartRequest,
+    TradingState,
+)
+from messages.market import BookTop, Level
+from messages.trading import (
+    BUY_UPBIT,
+    SELL_UPBIT,
+    DirectionQuote,
+    GuardDecision,
+    Opportunity,
+    OrderEvent,
+    OrderIntent,
+    OrderLeg,
+)
+
+__all__ = [
+    "REGISTRY", "Message", "new_id", "register",
+    "DecodeError", "Envelope", "decode", "encode", "warm",
+    "Ack", "Command", "EventNote", "FailClosed", "Heartbeat", "MetricsSample",
+    "OrderStats", "PositionState", "RebalanceRequest", "Reply", "RestartRequest",
+    "TradingState", "BookTop", "Level",
+    "BUY_UPBIT", "SELL_UPBIT", "DirectionQuote", "GuardDecision", "Opportunity",
+    "OrderEvent", "OrderIntent", "OrderLeg",
+]

@@ -1,0 +1,246 @@
+"""The one msgpack codec: envelope, type tags, validation on decode.
+
+Wire frame (one msgpack array):
+``[WIRE_VERSION, tag, sender, incarnation, seq, [field values...]]``.
+Field values are positional in dataclass field order; nested dataclasses are
+arrays of their own fields. Decoding checks every field against its type
+hint, so a frame either becomes a well-typed message or a ``DecodeError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from messages.base import REGISTRY, Message
+
+WIRE_VERSION = 1
+MAX_FRAME_BYTES = 1 << 20  # a book of a few levels is ~300 B; 1 MiB is plenty
+
+
+class DecodeError(ValueError):
+    """A frame that is not a valid message. Receivers count and drop these."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    msg: Message
+    sender: str
+    incarnation: int
+    seq: int
+
+
+Checker = Callable[[Any], Any]
+_ENCODERS: dict[type, Callable[[Any], list[Any]]] = {}
+_DECODERS: dict[type, Checker] = {}
+
+
+def _fail(expected: str, value: Any) -> typing.NoReturn:
+    raise DecodeError(f"expected {expected}, got {type(value).__name__}")
+
+
+def _check_int(v: Any) -> int:
+    if type(v) is not int:
+        _fail("int", v)
+    return v
+
+
+def _check_float(v: Any) -> float:
+    t = type(v)
+    if t is float:
+        return v
+    if t is int:
+        return float(v)
+    _fail("float", v)
+
+
+def _check_str(v: Any) -> str:
+    if type(v) is not str:
+        _fail("str", v)
+    return v
+
+
+def _check_bool(v: Any) -> bool:
+    if type(v) is not bool:
+        _fail("bool", v)
+    return v
+
+
+def _check_bytes(v: Any) -> bytes:
+    if type(v) is not bytes:
+        _fail("bytes", v)
+    return v
+
+
+def _check_any(v: Any) -> Any:
+    return v
+
+
+_SCALARS: dict[Any, Checker] = {
+    int: _check_int,
+    float: _check_float,
+    str: _check_str,
+    bool: _check_bool,
+    bytes: _check_bytes,
+    object: _check_any,
+    Any: _check_any,
+}
+
+
+def _checker_for(tp: Any) -> Checker:
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    if dataclasses.is_dataclass(tp):
+        return _dataclass_decoder(tp)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [_checker_for(a) for a in args if a is not type(None)]
+        nullable = type(None) in args
+
+        def check_union(v: Any) -> Any:
+            if v is None and nullable:
+                return None
+            for c in inner:
+                try:
+                    return c(v)
+                except DecodeError:
+                    continue
+            _fail(str(tp), v)
+
+        return check_union
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _checker_for(args[0])
+
+            def check_var_tuple(v: Any) -> tuple[Any, ...]:
+                if type(v) not in (list, tuple):
+                    _fail("array", v)
+                return tuple(item(x) for x in v)
+
+            return check_var_tuple
+        items = [_checker_for(a) for a in args]
+
+        def check_fixed_tuple(v: Any) -> tuple[Any, ...]:
+            if type(v) not in (list, tuple) or len(v) != len(items):
+                _fail(f"array of {len(items)}", v)
+            return tuple(c(x) for c, x in zip(items, v, strict=True))
+
+        return check_fixed_tuple
+    if origin is dict:
+        kc, vc = (_checker_for(a) for a in args)
+
+        def check_dict(v: Any) -> dict[Any, Any]:
+            if type(v) is not dict:
+                _fail("map", v)
+            return {kc(k): vc(x) for k, x in v.items()}
+
+        return check_dict
+    raise TypeError(f"codec cannot handle field type {tp!r}")
+
+
+def _dataclass_encoder(cls: type) -> Callable[[Any], list[Any]]:
+    enc = _ENCODERS.get(cls)
+    if enc is not None:
+        return enc
+    hints = typing.get_type_hints(cls)
+    plan: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        conv: Callable[[Any], Any] | None = None
+        if dataclasses.is_dataclass(tp):
+            conv = _dataclass_encoder(tp)
+        elif typing.get_origin(tp) is tuple:
+            targs = typing.get_args(tp)
+            if targs and dataclasses.is_dataclass(targs[0]):
+                sub = _dataclass_encoder(targs[0])
+                conv = lambda v, sub=sub: [sub(x) for x in v]  # noqa: E731
+        plan.append((f.name, conv))
+    names = [n for n, c in plan]
+    if all(c is None for _, c in plan):
+
+        def enc(obj: Any) -> list[Any]:
+            return [getattr(obj, n) for n in names]
+    else:
+
+        def enc(obj: Any) -> list[Any]:
+            return [getattr(obj, n) if c is None else c(getattr(obj, n)) for n, c in plan]
+
+    _ENCODERS[cls] = enc
+    return enc
+
+
+def _dataclass_decoder(cls: type) -> Checker:
+    dec = _DECODERS.get(cls)
+    if dec is not None:
+        return dec
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    checks = [_checker_for(hints[f.name]) for f in fields]
+    n = len(names)
+    label = cls.__name__
+
+    def dec(v: Any) -> Any:
+        if type(v) not in (list, tuple) or len(v) != n:
+            raise DecodeError(f"{label}: expected {n} fields")
+        kwargs = {}
+        for name, check, x in zip(names, checks, v, strict=True):
+            try:
+                kwargs[name] = check(x)
+            except DecodeError as e:
+                raise DecodeError(f"{label}.{name}: {e}") from None
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise DecodeError(f"{label}: {e}") from None
+
+    _DECODERS[cls] = dec
+    return dec
+
+
+def encode(msg: Message, sender: str, incarnation: int, seq: int) -> bytes:
+    cls = type(msg)
+    enc = _ENCODERS.get(cls) or _dataclass_encoder(cls)
+    return msgpack.packb(
+        [WIRE_VERSION, cls.TAG, sender, incarnation, seq, enc(msg)], use_bin_type=True
+    )
+
+
+def decode(frame: bytes) -> Envelope:
+    """Decode and validate one frame; anything wrong raises ``DecodeError``."""
+    if type(frame) is not bytes and not isinstance(frame, (bytes, bytearray, memoryview)):
+        raise DecodeError("frame is not bytes")
+    if len(frame) > MAX_FRAME_BYTES:
+        raise DecodeError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    try:
+        outer = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception as e:  # msgpack raises several unrelated types
+        raise DecodeError(f"not msgpack: {type(e).__name__}") from None
+    if type(outer) is not list or len(outer) != 6:
+        raise DecodeError("not an envelope")
+    version, tag, sender, incarnation, seq, body = outer
+    if version != WIRE_VERSION:
+        raise DecodeError(f"wire version {version!r} unsupported")
+    if type(tag) is not str or type(sender) is not str:
+        raise DecodeError("bad envelope header")
+    if type(incarnation) is not int or type(seq) is not int:
+        raise DecodeError("bad envelope sequence")
+    cls = REGISTRY.get(tag)
+    if cls is None:
+        raise DecodeError(f"unknown message tag {tag!r}")
+    dec = _DECODERS.get(cls) or _dataclass_decoder(cls)
+    return Envelope(dec(body), sender, incarnation, seq)
+
+
+def warm() -> None:
+    """Build every encoder/decoder up front (keeps first-message latency flat)."""
+    for cls in REGISTRY.values():
+        _dataclass_encoder(cls)
+        _dataclass_decoder(cls)
