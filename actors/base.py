@@ -1,0 +1,120 @@
+"""The actor shell every role shares: a pykka ThreadingActor fed by its host.
+
+A role subclasses :class:`RoleActor`, declares what it subscribes to, and
+implements ``_handle_<message>`` methods (``_handle_book_top`` for
+``BookTop``). Unknown messages are counted and logged, never fatal. An
+exception in a handler stops the actor (pykka ``tell`` semantics); the host
+then exits non-zero and the supervisor restarts the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pykka
+
+from messages import Command, Message
+
+if TYPE_CHECKING:
+    from supervisors.host import ActorContext
+
+log = logging.getLogger("arbd.actor")
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    sent_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    now_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    msg: Message
+    sender: str
+    channel: str  # "bus" | "inbox" | "sup" | "snapshot"
+    ack_to: bytes | None = None  # ROUTER identity to acknowledge (trade path)
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class RoleActor(pykka.ThreadingActor):
+    """Base for all roles. Subclasses set the class attributes below."""
+
+    role: ClassVar[str] = ""
+    subscriptions: ClassVar[tuple[str, ...]] = ()  # topic prefixes on the bus
+    has_inbox: ClassVar[bool] = False  # binds a trade-path ROUTER
+    tick_interval_s: ClassVar[float | None] = None
+    wants_snapshot: ClassVar[bool] = True
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self._handlers: dict[type, Any] = {}
+
+    # -- pykka entry point -------------------------------------------------
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is Inbound:
+            self._dispatch(message)
+            return None
+        if type(message) is Beat:
+            latency_ms = (time.time_ns() - message.sent_ns) / 1e6
+            self.ctx.beat(latency_ms)
+            return None
+        if type(message) is Tick:
+            self.on_tick(message.now_ns)
+            return None
+        log.warning("unknown local message %r", type(message).__name__)
+        return None
+
+    def _dispatch(self, inbound: Inbound) -> None:
+        msg = inbound.msg
+        if type(msg) is Command:
+            self._run_command(msg)
+        else:
+            handler = self._handlers.get(type(msg))
+            if handler is None:
+                handler = getattr(self, f"_handle_{_snake(type(msg).__name__)}", None) or self._unhandled
+                self._handlers[type(msg)] = handler
+            handler(msg)
+        if inbound.ack_to is not None:
+            self.ctx.ack(inbound)
+
+    def _unhandled(self, msg: Message) -> None:
+        self.ctx.count("unhandled_messages")
+        if self.ctx.counters.get("unhandled_messages", 0) <= 5:
+            log.warning("%s ignores %s", self.ctx.name, type(msg).__name__)
+
+    def _run_command(self, cmd: Command) -> None:
+        try:
+            result = self.on_command(cmd.command, dict(cmd.args))
+        except CommandError as e:
+            self.ctx.reply(cmd, ok=False, error_code=e.code, error_reason=e.reason)
+        except Exception as e:  # a command must never kill the actor
+            log.exception("command %s failed", cmd.command)
+            self.ctx.reply(cmd, ok=False, error_code="internal", error_reason=f"{type(e).__name__}: {e}")
+        else:
+            self.ctx.reply(cmd, ok=True, result=result)
+
+    # -- for subclasses ----------------------------------------------------
+    def on_command(self, command: str, args: dict[str, Any]) -> Any:
+        raise CommandError("unknown_command", f"{self.ctx.name} has no command {command!r}")
+
+    def on_tick(self, now_ns: int) -> None:
+        """Called every ``tick_interval_s`` when set."""

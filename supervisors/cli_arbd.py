@@ -1,0 +1,127 @@
+"""`arbd start|stop|sim`: run the daemon, stop it, or run the embedded exchange alone."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import time
+
+from supervisors import logjson
+from supervisors.cliutil import OneLineParser, fail
+from supervisors.config import MODES, load_config
+from supervisors.config_loader import ConfigError
+from supervisors.control import ControlClient, ControlError
+from supervisors.endpoints import Endpoints
+from supervisors.runfiles import AlreadyRunning, RunDir
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"--longrun {text!r}: expected a duration like 30m, 6h or 72h")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def _parser() -> OneLineParser:
+    p = OneLineParser(prog="arbd", description="Supervised Upbit <-> Binance arbitrage daemon.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
+    s = sub.add_parser("start", help="run the daemon in the foreground (Ctrl-C or `arbd stop` ends it)")
+    s.add_argument("--config", help="YAML config (default configs/paper.yaml)")
+    s.add_argument("--mode", choices=MODES, help="override the config's mode")
+    s.add_argument("--venue", choices=("sim", "live"), help="sim: the embedded exchange; live: real URLs")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key by dotted path (YAML value syntax); repeatable")
+    s.add_argument("--max-runtime-seconds", type=float, metavar="N", help="stop after N seconds")
+    s.add_argument("--longrun", metavar="DURATION", help="long-run mode for 30m, 6h, 72h, ...")
+    s.add_argument("--run-dir", default="run", help="run directory (default ./run)")
+    s.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
+    st = sub.add_parser("stop", help="stop the daemon running in a run directory")
+    st.add_argument("--run-dir", default="run")
+    st.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit")
+    sm = sub.add_parser("sim", help="run the embedded exchange alone until SIGTERM")
+    sm.add_argument("--port", type=int, default=0, help="upbit on N, binance on N+1, admin on N+2 (0: any)")
+    sm.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def cmd_start(args) -> int:
+    overrides = list(args.overrides)
+    max_runtime = args.max_runtime_seconds
+    if max_runtime is not None and max_runtime <= 0:
+        fail("arbd", "--max-runtime-seconds must be > 0", 2)
+    if args.venue:
+        overrides.append(f"venues.source={args.venue}")
+    if args.log_level:
+        overrides.append(f"log_level={args.log_level}")
+    if args.longrun:
+        try:
+            max_runtime = parse_duration(args.longrun)
+        except ValueError as e:
+            fail("arbd", str(e), 2)
+        overrides.append("longrun.enabled=true")
+    try:
+        cfg = load_config(args.config, overrides, args.mode)
+    except ConfigError as e:
+        for problem in e.problems:
+            sys.stderr.write(f"arbd: config: {problem}\n")
+        return 2
+    run = RunDir.at(args.run_dir)
+    pid = run.is_running()
+    if pid:
+        fail("arbd", f"already running (pid {pid})")
+    logjson.setup("supervisor", cfg.log_level)
+    from supervisors.daemon import Daemon  # heavy imports only when starting
+    from supervisors.status import format_summary
+
+    daemon = Daemon(cfg, run, max_runtime)
+    try:
+        code = daemon.run_forever()
+    except AlreadyRunning as e:
+        fail("arbd", str(e))
+    summary = getattr(daemon, "summary", None)
+    if summary:
+        print(format_summary(summary), flush=True)
+    return code
+
+
+def cmd_stop(args) -> int:
+    run = RunDir.at(args.run_dir)
+    pid = run.is_running()
+    if not pid:
+        fail("arbd", f"not running (run dir {run.root})")
+    try:
+        ep = Endpoints.from_json(run.endpoints_file.read_text())
+        ControlClient(ep.control, timeout_s=3).call("shutdown")
+    except (OSError, ValueError, KeyError, ControlError):
+        if pid > 0:
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if not run.is_running():
+            print(f"arbd stopped (pid {pid})")
+            return 0
+        time.sleep(0.1)
+    fail("arbd", f"pid {pid} did not stop within {args.timeout:g}s")
+
+
+def cmd_sim(args) -> int:
+    from venues.sim.server import run_standalone
+
+    return run_standalone(args.port, args.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"start": cmd_start, "stop": cmd_stop, "sim": cmd_sim}[args.cmd](args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""arbd's configuration: one frozen section per component, composed here.
+
+Sections whose shape belongs to pure logic (``live_trading``, ``rebalancer``,
+``engine``, ``strategy``) reuse that logic's own config classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from supervisors.config_loader import ConfigError, apply_override, build, load_yaml
+
+MODES = ("paper", "live_readonly", "live_trading")
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "configs" / "paper.yaml"
+
+
+def _positive(obj: object, *names: str) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if v <= 0:
+            raise ValueError(f"{n} must be > 0, got {v}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BusConfig:
+    transport: Literal["ipc", "inproc", "tcp"] = "ipc"
+    tcp_host: str = "127.0.0.1"
+    # PUB drops silently at its high-water mark; these are sized for bursts of
+    # minutes of market data so that drops mean a stuck consumer, not a burst.
+    pub_hwm: int = 100_000
+    sub_hwm: int = 100_000
+    ack_timeout_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "pub_hwm", "sub_hwm", "ack_timeout_s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupervisionConfig:
+    strategy: Literal["one_for_one"] = "one_for_one"
+    heartbeat_interval_s: float = 0.5
+    liveness_s: float = 3.0  # a heartbeat older than this: kill and restart
+    start_timeout_s: float = 30.0  # first heartbeat must come within this
+    intensity: int = 5  # max restarts of one child ...
+    period_s: float = 30.0  # ... within this many seconds, else escalate
+    backoff_initial_s: float = 0.05
+    backoff_max_s: float = 5.0
+    shutdown_grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "heartbeat_interval_s", "liveness_s", "start_timeout_s", "intensity",
+                  "period_s", "backoff_max_s", "shutdown_grace_s")
+        if self.liveness_s <= self.heartbeat_interval_s:
+            raise ValueError("liveness_s must exceed heartbeat_interval_s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VenuesConfig:
+    source: Literal["sim", "live"] = "sim"
+    symbols: tuple[str, ...] = ("BTC", "ETH", "XRP")
+    upbit_rest: str = "https://api.upbit.com"
+    upbit_ws: str = "wss://api.upbit.com/websocket/v1"
+    binance_rest: str = "https://api.binance.com"
+    binance_ws: str = "wss://stream.binance.com:9443/ws"
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ValueError("symbols must name at least one coin")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedsConfig:
+    stale_after_s: float = 5.0  # silent-but-open socket: reconnect
+    ping_interval_s: float = 20.0
+    max_exchange_age_s: float = 30.0  # frames older than this are dropped
+    backoff_max_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "stale_after_s", "ping_interval_s", "max_exchange_age_s", "backoff_max_s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchdogConfig:
+    fail_closed_after_s: float = 3.0
+    restart_after_s: float = 6.0
+    clear_after_s: float = 2.0  # hysteresis: fresh this long before clearing
+    check_interval_s: float = 0.25
+    rss_limit_mb: float = 600.0
+    memory_drift_threshold: float = 0.5
+    memory_drift_window: int = 120
+    min_recycle_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "fail_closed_after_s", "restart_after_s", "clear_after_s",
+                  "check_interval_s", "rss_limit_mb", "memory_drift_threshold")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TradingConfig:
+    arm_on_start: bool = False  # paper.yaml sets it so the demo trades
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperConfig:
+    upbit_krw: float = 100_000_000.0
+    binance_usdt: float = 70_000.0
+    coin_units: dict[str, float] = field(default_factory=lambda: {"BTC": 1.0, "ETH": 20.0, "XRP": 50_000.0})
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongRunConfig:
+    """The seed's ``longrun:`` keys."""
+
+    enabled: bool = False
+    interval_loops: int = 360
+    snapshot_path: str = "logs/stability"
+    event_logging: bool = True
+
+    def __post_init__(self) -> None:
+        _positive(self, "interval_loops")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PositionAdvConfig:
+    """The seed's ``position_adv:`` keys."""
+
+    enabled: bool = True
+    base_position_size_krw: float = 100_000.0
+    max_exposure_krw: float = 500_000.0
+    slippage_cost_threshold_pct: float = 0.2
+
+    def __post_init__(self) -> None:
+        _positive(self, "base_position_size_krw", "max_exposure_krw", "slippage_cost_threshold_pct")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArbdConfig:
+    mode: Literal["paper", "live_readonly", "live_trading"] = "paper"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    bus: BusConfig = field(default_factory=BusConfig)
+    supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    venues: VenuesConfig = field(default_factory=VenuesConfig)
+    sim: dict[str, Any] = field(default_factory=dict)
+    feeds: FeedsConfig = field(default_factory=FeedsConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    trading: TradingConfig = field(default_factory=TradingConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
+    longrun: LongRunConfig = field(default_factory=LongRunConfig)
+    position_adv: PositionAdvConfig = field(default_factory=PositionAdvConfig)
+    # Test-only hooks (e.g. an injected leak); never set in shipped configs.
+    testing: dict[str, Any] = field(default_factory=dict)
+
+
+def section_names() -> list[str]:
+    return [f.name for f in fields(ArbdConfig)]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                mode: str | None = None) -> ArbdConfig:
+    """Load YAML, apply ``--set`` overrides and ``--mode``; raise ConfigError
+    listing every problem."""
+    data = load_yaml(Path(path) if path else DEFAULT_CONFIG)
+    problems: list[str] = []
+    for o in overrides:
+        try:
+            apply_override(data, o)
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if mode is not None:
+        if mode not in MODES:
+            problems.append(f"--mode: must be one of {', '.join(MODES)}, got {mode!r}")
+        else:
+            data["mode"] = mode
+    errors: list[str] = []
+    cfg = build(ArbdConfig, data, "", errors)
+    problems.extend(errors)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def with_changes(cfg: ArbdConfig, **sections: Any) -> ArbdConfig:
+    return replace(cfg, **sections)

@@ -1,0 +1,305 @@
+"""The daemon process: binds the bus and the control and actor channels,
+runs the supervisor, answers arbctl, and shuts everything down in order."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import replace
+from typing import Any
+
+import zmq
+
+from messages import (
+    Command,
+    EventNote,
+    Heartbeat,
+    Reply,
+    RestartRequest,
+    decode,
+    encode,
+)
+from messages.codec import DecodeError
+from supervisors import status as status_view
+from supervisors.bus import Bus
+from supervisors.config import ArbdConfig
+from supervisors.control import COMMANDS, ControlError, Forward, parse_request, reply_frame
+from supervisors.endpoints import make_endpoints
+from supervisors.metrics import MetricsExporter
+from supervisors.roles import child_specs
+from supervisors.runfiles import EventLog, InstanceLock, RunDir, atomic_write_json, atomic_write_text
+from supervisors.sim_ports import assign_sim_ports
+from supervisors.supervisor import Child, Supervisor
+
+log = logging.getLogger("arbd.daemon")
+
+EXIT_OK = 0
+EXIT_ESCALATED = 2
+
+
+class Daemon:
+    def __init__(self, cfg: ArbdConfig, run: RunDir, max_runtime_s: float | None = None) -> None:
+        self.cfg = cfg
+        self.run = run
+        self.max_runtime_s = max_runtime_s
+        self.pid = os.getpid()
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self._stop_reason = ""
+        self._exit_code = EXIT_OK
+        self._pending: dict[str, tuple[bytes, str, float, Any]] = {}  # forwarded cmd id -> client
+        self._escalation_deadline: float | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+    def run_forever(self) -> int:
+        self.run.create()
+        lock = InstanceLock(self.run)
+        lock.acquire()
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _run(self) -> int:
+        if self.cfg.venues.source == "sim":
+            self.cfg = assign_sim_ports(self.cfg)
+        specs = child_specs(self.cfg)
+        self.endpoints = make_endpoints(self.cfg.bus.transport, self.run,
+                                        [s.name for s in specs if s.has_inbox], self.cfg.bus.tcp_host)
+        atomic_write_text(self.run.endpoints_file, self.endpoints.to_json() + "\n")
+        self.zctx = zmq.Context()
+        self.bus = Bus(self.zctx, self.endpoints, self.cfg.bus.sub_hwm)
+        self.bus.start()
+        self.sup_sock = self._bind(zmq.ROUTER, self.endpoints.sup)
+        self.sup_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.ctl_sock = self._bind(zmq.ROUTER, self.endpoints.control)
+        self.events = EventLog(self.run, "supervisor")
+        self.metrics = MetricsExporter(self.cfg.metrics)
+        self.metrics.start()
+        self.supervisor = Supervisor(self.cfg, self.run, self.endpoints, specs, self.zctx,
+                                     on_escalate=self._on_escalate, on_event=self._on_sup_event)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda s, f: self.request_shutdown(f"signal {signal.Signals(s).name}"))
+        log.info("arbd started", extra={"fields": {"mode": self.cfg.mode, "run_dir": str(self.run.root),
+                                                   "transport": self.cfg.bus.transport}})
+        self.supervisor.start_all()
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return self._exit_code
+
+    def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
+        s = self.zctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 500)
+        s.bind(endpoint)
+        return s
+
+    def request_shutdown(self, reason: str, exit_code: int | None = None) -> None:
+        if not self._stop_reason:
+            self._stop_reason = reason
+        if exit_code is not None:
+            self._exit_code = exit_code
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.ctl_sock, zmq.POLLIN)
+        poller.register(self.sup_sock, zmq.POLLIN)
+        poller.register(self.bus.capture, zmq.POLLIN)
+        registered: set[int] = set()
+        next_metrics = 0.0
+        while not self._stop_reason:
+            sentinels = self.supervisor.sentinels()
+            for fd in set(sentinels) - registered:
+                poller.register(fd, zmq.POLLIN)
+            for fd in registered - set(sentinels):
+                poller.unregister(fd)
+            registered = set(sentinels)
+            events = dict(poller.poll(50))
+            if self.ctl_sock in events:
+                self._on_control()
+            if self.sup_sock in events:
+                self._on_sup()
+            if self.bus.capture in events:
+                for topic, frame in self.bus.drain_capture():
+                    if topic == b"event":
+                        self._on_event_note(frame)
+            self.supervisor.check()
+            now = time.monotonic()
+            self._expire_pending(now)
+            if now >= next_metrics:
+                self.metrics.refresh(self)
+                next_metrics = now + 1.0
+            if self._escalation_deadline is not None and now >= self._escalation_deadline:
+                self.request_shutdown("escalation", EXIT_ESCALATED)
+            if self.max_runtime_s is not None and now - self.started >= self.max_runtime_s:
+                self.request_shutdown("max runtime reached")
+
+    def _shutdown(self) -> None:
+        log.info("arbd stopping: %s", self._stop_reason)
+        self.supervisor.stop_all(self._send_stop)
+        # Final refresh so the summary sees the last published numbers.
+        self.bus.drain_capture()
+        self.summary = status_view.run_summary(self)
+        self.bus.stop()
+        self.metrics.stop()
+        self.events.close()
+        self.zctx.destroy(linger=0)
+
+    # -- supervisor hooks --------------------------------------------------------
+    def _send_stop(self, child: Child, reason: str) -> bool:
+        if child.identity is None:
+            return False
+        return self._send_to(child.identity, Command(command="stop", args={"reason": reason}))
+
+    def _send_to(self, identity: bytes, msg: Any) -> bool:
+        try:
+            self.sup_sock.send_multipart([identity, encode(msg, "supervisor", 0, 0)], zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError:
+            return False
+
+    def _on_sup_event(self, kind: str, data: dict[str, object]) -> None:
+        self.events.record(kind, {k: v for k, v in data.items() if k != "ts"})
+        self.metrics.on_supervisor_event(kind, data)
+
+    def _on_escalate(self, actor: str, why: str) -> None:
+        """Fail closed: halt (persisted), cancel open orders, then exit non-zero."""
+        reason = f"escalation: {why}"
+        self.halt_without_guard(reason)
+        for name, command in (("guard", Command(command="halt", args={"reason": reason})),
+                              ("executor", Command(command="cancel_all", args={"reason": reason}))):
+            child = self.supervisor.children.get(name)
+            if child is not None and child.identity is not None:
+                self._send_to(child.identity, command)
+        self._escalation_deadline = time.monotonic() + 3.0
+
+    def halt_without_guard(self, reason: str) -> dict[str, Any]:
+        """Persist a halt directly (the guard is the usual owner, but a halt
+        must never depend on the guard being alive)."""
+        path = self.run.trading_state_file
+        state: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            import json
+            state = json.loads(path.read_text())
+        state.update({"state": "halted", "halt_reason": reason, "ts": time.time()})
+        atomic_write_json(path, state)
+        return {"state": "halted", "halt_reason": reason, "persisted_by": "supervisor"}
+
+    def restart_actor(self, name: str, reason: str, graceful: bool) -> dict[str, Any]:
+        ok, text = self.supervisor.request_restart(name, reason, graceful, self._send_stop)
+        if not ok:
+            raise ControlError("bad_actor", text)
+        return {"restarting": name, "reason": reason}
+
+    # -- control channel ----------------------------------------------------------
+    def _on_control(self) -> None:
+        for _ in range(100):
+            try:
+                parts = self.ctl_sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            ident, frame = parts[0], parts[-1]
+            if len(parts) != 2:
+                self._ctl_reply(ident, reply_frame("", False, code="bad_request",
+                                                   reason="expected one frame per request"))
+                continue
+            try:
+                req = parse_request(frame)
+            except ControlError as e:
+                self._ctl_reply(ident, reply_frame("", False, code=e.code, reason=e.reason))
+                continue
+            cmd = COMMANDS.get(req.command)
+            if cmd is None:
+                self._ctl_reply(ident, reply_frame(req.id, False, code="unknown_command",
+                                                   reason=f"unknown command {req.command!r}; "
+                                                          f"known: {', '.join(sorted(COMMANDS))}"))
+                continue
+            try:
+                result = cmd.execute(self, dict(req.args))
+            except ControlError as e:
+                self._ctl_reply(ident, reply_frame(req.id, False, code=e.code, reason=e.reason))
+                continue
+            except Exception as e:  # nothing raw crosses the socket
+                log.exception("control command %s failed", req.command)
+                self._ctl_reply(ident, reply_frame(req.id, False, code="internal",
+                                                   reason=f"{type(e).__name__}: {e}"))
+                continue
+            if isinstance(result, Forward):
+                self._forward(ident, req.id, result)
+            else:
+                self._ctl_reply(ident, reply_frame(req.id, True, result))
+
+    def _ctl_reply(self, ident: bytes, frame: bytes) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.ctl_sock.send_multipart([ident, frame], zmq.NOBLOCK)
+
+    def _forward(self, ident: bytes, request_id: str, fwd: Forward) -> None:
+        child = self.supervisor.children.get(fwd.actor)
+        deadline = time.monotonic() + fwd.timeout_s
+        if child is None or child.identity is None or not self._send_to(child.identity, fwd.command):
+            self._finish_forward(ident, request_id, fwd, f"{fwd.actor} is not running")
+            return
+        self._pending[fwd.command.id] = (ident, request_id, deadline, fwd)
+
+    def _finish_forward(self, ident: bytes, request_id: str, fwd: Forward, why: str) -> None:
+        if fwd.on_timeout is not None:
+            self._ctl_reply(ident, reply_frame(request_id, True, fwd.on_timeout()))
+        else:
+            self._ctl_reply(ident, reply_frame(request_id, False, code="unavailable", reason=why))
+
+    def _expire_pending(self, now: float) -> None:
+        for cid, (ident, rid, deadline, fwd) in list(self._pending.items()):
+            if now >= deadline:
+                del self._pending[cid]
+                self._finish_forward(ident, rid, fwd, f"{fwd.actor} did not answer within {fwd.timeout_s:g}s")
+
+    # -- actor channel ----------------------------------------------------------------
+    def _on_sup(self) -> None:
+        for _ in range(1000):
+            try:
+                ident, frame = self.sup_sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue
+            try:
+                msg = decode(frame).msg
+            except DecodeError as e:
+                self.metrics.decode_error("supervisor")
+                log.warning("bad frame on the actor channel: %s", e)
+                continue
+            t = type(msg)
+            if t is Heartbeat:
+                self.supervisor.on_heartbeat(msg, ident)
+                self.metrics.on_heartbeat(msg)
+            elif t is Reply:
+                pending = self._pending.pop(msg.request_id, None)
+                if pending is not None:
+                    cident, rid, _, _ = pending
+                    self._ctl_reply(cident, reply_frame(rid, msg.ok, msg.result, msg.error_code,
+                                                        msg.error_reason))
+            elif t is RestartRequest:
+                with contextlib.suppress(ControlError):
+                    self.restart_actor(msg.actor, msg.reason, graceful=msg.recycle)
+            elif t is Command and msg.command == "snapshot":
+                prefixes = msg.args.get("prefixes")
+                frames = self.bus.snapshot([str(p) for p in prefixes]) if isinstance(prefixes, list) else []
+                self._send_to(ident, Reply(request_id=msg.id, ok=True, result={"snapshot": frames}))
+
+    def _on_event_note(self, frame: bytes) -> None:
+        with contextlib.suppress(DecodeError):
+            msg = decode(frame).msg
+            if type(msg) is EventNote:
+                self.metrics.on_event(msg)
+
+    # -- views ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return status_view.build_status(self)
+
+
+def cfg_for_run(cfg: ArbdConfig, **changes: Any) -> ArbdConfig:
+    return replace(cfg, **changes)

@@ -1,0 +1,59 @@
+"""Where every socket lives, for each transport. Only endpoints differ
+between ipc (default), inproc (all actors as threads, for fast tests) and
+tcp (actors on other hosts); the code using them is the same."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from supervisors.runfiles import RunDir
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    bus_in: str  # XSUB, bound by the supervisor; publishers connect
+    bus_out: str  # XPUB, bound by the supervisor; subscribers connect
+    sup: str  # ROUTER, supervisor <-> actors (heartbeats, commands, snapshots)
+    control: str  # ROUTER, supervisor <-> arbctl
+    inboxes: dict[str, str] = field(default_factory=dict)  # actor -> its trade-path ROUTER
+
+    def inbox(self, actor: str) -> str:
+        return self.inboxes[actor]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Endpoints:
+        d = json.loads(text)
+        return cls(d["bus_in"], d["bus_out"], d["sup"], d["control"], dict(d.get("inboxes", {})))
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def make_endpoints(transport: str, run: RunDir, inbox_actors: list[str],
+                   tcp_host: str = "127.0.0.1") -> Endpoints:
+    if transport == "ipc":
+        base = f"ipc://{run.sock_dir}"
+        return Endpoints(f"{base}/bus-in", f"{base}/bus-out", f"{base}/sup", f"{base}/control",
+                         {a: f"{base}/in-{a}" for a in inbox_actors})
+    if transport == "inproc":
+        tag = f"arbd-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        base = f"inproc://{tag}"
+        # arbctl is another process: the control socket is always reachable by ipc.
+        return Endpoints(f"{base}/bus-in", f"{base}/bus-out", f"{base}/sup",
+                         f"ipc://{run.sock_dir}/control",
+                         {a: f"{base}/in-{a}" for a in inbox_actors})
+    if transport == "tcp":
+        def ep() -> str:
+            return f"tcp://{tcp_host}:{_free_port(tcp_host)}"
+        return Endpoints(ep(), ep(), ep(), ep(), {a: ep() for a in inbox_actors})
+    raise ValueError(f"unknown transport {transport!r}")

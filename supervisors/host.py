@@ -1,0 +1,453 @@
+"""The process host: one per actor process (or thread, with inproc).
+
+It owns every ZeroMQ socket of its process (in one I/O thread), starts the
+role's pykka actor, forwards decoded messages to it, sends what the actor
+emits, retransmits unacknowledged trade-path messages, counts sequence gaps
+and decode errors, and heartbeats to the supervisor with numbers produced by
+the actor thread itself (a wedged actor stops heartbeating).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import pykka
+import zmq
+
+from actors.base import Beat, Inbound, RoleActor, Tick
+from messages import Ack, Command, EventNote, Heartbeat, Message, Reply, decode, encode, warm
+from messages.codec import DecodeError
+from supervisors import logjson
+from supervisors.config import ArbdConfig
+from supervisors.endpoints import Endpoints
+from supervisors.outbox import Outbox
+from supervisors.runfiles import EventLog, RunDir
+
+log = logging.getLogger("arbd.host")
+
+EXIT_ACTOR_DIED = 3
+EXIT_ORPHANED = 70
+_RETRANSMIT_MAX_AGE_S = 30.0
+_DEDUP_WINDOW = 20_000
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    role: str  # "package.module:ClassName"
+    incarnation: int
+    endpoints: Endpoints
+    config: ArbdConfig
+    run_dir: str
+    parent_pid: int
+    threaded: bool = False  # inproc mode: a thread of the supervisor process
+
+
+def resolve_role(path: str) -> type[RoleActor]:
+    mod, _, cls = path.partition(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+class ActorContext:
+    """What an actor may do with the outside world. Safe from any thread."""
+
+    def __init__(self, spec: HostSpec, outbox: Outbox) -> None:
+        self.name = spec.name
+        self.incarnation = spec.incarnation
+        self.config = spec.config
+        self.run = RunDir.at(spec.run_dir)
+        self.endpoints = spec.endpoints
+        self.counters: dict[str, float] = {}
+        self._outbox = outbox
+        self._events: EventLog | None = None
+
+    # trade path and bus
+    def publish(self, msg: Message) -> None:
+        self._outbox.put(("pub", msg))
+
+    def send(self, target: str, msg: Message) -> None:
+        """Point-to-point, acknowledged and retransmitted until acked."""
+        self._outbox.put(("send", target, msg))
+
+    def to_supervisor(self, msg: Message) -> None:
+        self._outbox.put(("sup", msg))
+
+    def reply(self, cmd: Command, ok: bool, result: Any = None, error_code: str = "",
+              error_reason: str = "") -> None:
+        self.to_supervisor(Reply(request_id=cmd.id, ok=ok, result=result,
+                                 error_code=error_code, error_reason=error_reason))
+
+    def ack(self, inbound: Inbound) -> None:
+        self._outbox.put(("ack", inbound.ack_to, inbound.msg.id))
+
+    def beat(self, latency_ms: float) -> None:
+        self._outbox.put(("beat", latency_ms, dict(self.counters)))
+
+    # bookkeeping
+    def count(self, key: str, n: float = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def record_event(self, event_type: str, data: dict[str, Any]) -> None:
+        """Append one whole line to the event log, then announce it."""
+        if self._events is None:
+            self._events = EventLog(self.run, self.name)
+        if self.config.longrun.event_logging:
+            self._events.record(event_type, data)
+        self.publish(EventNote(event_type=event_type, actor=self.name,
+                               data={k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}))
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: get SIGTERM when the supervisor dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ActorHost:
+    def __init__(self, spec: HostSpec, zctx: zmq.Context | None = None) -> None:
+        self.spec = spec
+        self.cfg = spec.config
+        self.zctx = zctx or zmq.Context()
+        self._own_ctx = zctx is None
+        self._stop = threading.Event()
+        self._exit_code = 0
+        self._tag = f"{spec.name}-{spec.incarnation}"
+        self._wake_ep = f"inproc://wake-{self._tag}"
+        self.outbox = Outbox(self.zctx, self._wake_ep)
+        self.actx = ActorContext(spec, self.outbox)
+        # I/O-thread state
+        self._pub_seq: dict[str, int] = {}
+        self._p2p_seq: dict[str, int] = {}
+        self._last_seen: dict[tuple[str, str], tuple[int, int]] = {}
+        self._unacked: OrderedDict[str, tuple[str, bytes, float, float]] = OrderedDict()
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self.msgs_in = 0
+        self.msgs_out = 0
+        self.gaps = 0
+        self.decode_errors = 0
+        self._proc = psutil.Process()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- socket setup --------------------------------------------------------
+    def _socket(self, kind: int, linger_ms: int = 0) -> zmq.Socket:
+        s = self.zctx.socket(kind)
+        s.setsockopt(zmq.LINGER, linger_ms)
+        return s
+
+    def _open(self, actor_cls: type[RoleActor]) -> None:
+        ep = self.spec.endpoints
+        self.wake = self._socket(zmq.PULL)
+        self.wake.bind(self._wake_ep)
+        self.pub = self._socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, self.cfg.bus.pub_hwm)
+        self.pub.connect(ep.bus_in)
+        self.sub = self._socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, self.cfg.bus.sub_hwm)
+        self.sub.connect(ep.bus_out)
+        for prefix in actor_cls.subscriptions:
+            self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self.sup = self._socket(zmq.DEALER, linger_ms=500)
+        self.sup.setsockopt(zmq.IDENTITY, self._tag.encode())
+        self.sup.connect(ep.sup)
+        self.inbox: zmq.Socket | None = None
+        if actor_cls.has_inbox:
+            self.inbox = self._socket(zmq.ROUTER, linger_ms=500)
+            self.inbox.bind(ep.inbox(self.spec.name))
+        self.outs: dict[str, zmq.Socket] = {}
+        self.poller = zmq.Poller()
+        for s in (self.wake, self.sub, self.sup):
+            self.poller.register(s, zmq.POLLIN)
+        if self.inbox is not None:
+            self.poller.register(self.inbox, zmq.POLLIN)
+
+    def _out(self, target: str) -> zmq.Socket:
+        s = self.outs.get(target)
+        if s is None:
+            s = self._socket(zmq.DEALER)
+            s.setsockopt(zmq.IDENTITY, f"{self._tag}->{target}".encode())
+            s.setsockopt(zmq.SNDHWM, 10_000)
+            s.connect(self.spec.endpoints.inbox(target))
+            self.poller.register(s, zmq.POLLIN)  # acks come back here
+            self.outs[target] = s
+        return s
+
+    # -- run -----------------------------------------------------------------
+    def run(self) -> int:
+        warm()
+        actor_cls = resolve_role(self.spec.role)
+        self._open(actor_cls)
+        ref = actor_cls.start(self.actx)
+        self.ref = ref
+        if actor_cls.wants_snapshot and actor_cls.subscriptions:
+            self._send_sup(Command(command="snapshot", args={"prefixes": list(actor_cls.subscriptions)}))
+        hb_every = self.cfg.supervision.heartbeat_interval_s
+        tick_every = actor_cls.tick_interval_s
+        next_beat = time.monotonic()
+        next_tick = time.monotonic() + (tick_every or 1e9)
+        next_retx = time.monotonic() + self.cfg.bus.ack_timeout_s
+        next_check = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                timeout = max(0.0, min(next_beat, next_tick, next_retx, next_check) - now)
+                events = dict(self.poller.poll(timeout * 1000))
+                if events:
+                    self._on_events(events, ref)
+                self._drain_outbox()
+                now = time.monotonic()
+                if now >= next_beat:
+                    ref.tell(Beat(time.time_ns()))
+                    next_beat = now + hb_every
+                if tick_every and now >= next_tick:
+                    ref.tell(Tick(time.time_ns()))
+                    next_tick = now + tick_every
+                if now >= next_retx:
+                    self._retransmit(now)
+                    next_retx = now + self.cfg.bus.ack_timeout_s / 2
+                if now >= next_check:
+                    next_check = now + 0.2
+                    if not ref.is_alive():
+                        log.error("actor %s died; exiting for a restart", self.spec.name)
+                        self._exit_code = EXIT_ACTOR_DIED
+                        break
+                    if not self.spec.threaded and os.getppid() != self.spec.parent_pid:
+                        log.error("supervisor is gone; exiting")
+                        self._exit_code = EXIT_ORPHANED
+                        break
+        finally:
+            self._shutdown(ref)
+        return self._exit_code
+
+    def _shutdown(self, ref: pykka.ActorRef[Any]) -> None:
+        with contextlib.suppress(Exception):
+            ref.stop(block=True, timeout=self.cfg.supervision.shutdown_grace_s / 2)
+        with contextlib.suppress(Exception):
+            self._drain_outbox()
+        self.outbox.close()
+        self.actx.close()
+        if self._own_ctx:
+            self.zctx.destroy(linger=0)
+        else:
+            for s in [self.wake, self.pub, self.sub, self.sup, self.inbox, *self.outs.values()]:
+                if s is not None:
+                    s.close(linger=0)
+
+    # -- inbound -------------------------------------------------------------
+    def _on_events(self, events: dict[Any, int], ref: Any) -> None:
+        if self.wake in events:
+            with contextlib.suppress(zmq.Again):
+                for _ in range(1000):
+                    self.wake.recv(zmq.NOBLOCK)
+        if self.sub in events:
+            for _ in range(1000):
+                try:
+                    topic, frame = self.sub.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except ValueError:
+                    self.decode_errors += 1
+                    continue
+                env = self._decode(frame)
+                if env is None:
+                    continue
+                self._count_gap(env.sender, topic, env.incarnation, env.seq)
+                self.msgs_in += 1
+                ref.tell(Inbound(env.msg, env.sender, "bus"))
+        if self.inbox is not None and self.inbox in events:
+            for _ in range(1000):
+                try:
+                    parts = self.inbox.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if len(parts) != 2:
+                    self.decode_errors += 1
+                    continue
+                ident, frame = parts
+                env = self._decode(frame)
+                if env is None:
+                    continue
+                mid = env.msg.id
+                if mid in self._recent:  # a retransmit of something we have
+                    self._send_ack(ident, mid)
+                    continue
+                self._recent[mid] = None
+                if len(self._recent) > _DEDUP_WINDOW:
+                    self._recent.popitem(last=False)
+                self.msgs_in += 1
+                ref.tell(Inbound(env.msg, env.sender, "inbox", ack_to=ident))
+        if self.sup in events:
+            for _ in range(100):
+                try:
+                    frame = self.sup.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                env = self._decode(frame)
+                if env is None:
+                    continue
+                self._on_sup_message(env.msg, ref)
+        for target, s in self.outs.items():
+            if s in events:
+                for _ in range(1000):
+                    try:
+                        frame = s.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    env = self._decode(frame)
+                    if env is not None and type(env.msg) is Ack:
+                        self._unacked.pop(env.msg.ref_id, None)
+
+    def _on_sup_message(self, msg: Message, ref: Any) -> None:
+        if type(msg) is Command and msg.command == "stop":
+            log.info("supervisor asked %s to stop (%s)", self.spec.name, msg.args.get("reason", ""))
+            self._send_sup(Reply(request_id=msg.id, ok=True))
+            self._stop.set()
+        elif type(msg) is Reply and isinstance(msg.result, dict) and "snapshot" in msg.result:
+            frames = msg.result["snapshot"]
+            for frame in frames if isinstance(frames, list) else ():
+                env = self._decode(frame) if isinstance(frame, bytes) else None
+                if env is not None:
+                    ref.tell(Inbound(env.msg, env.sender, "snapshot"))
+        else:
+            ref.tell(Inbound(msg, "supervisor", "sup"))
+
+    def _decode(self, frame: bytes) -> Any:
+        try:
+            return decode(frame)
+        except DecodeError as e:
+            self.decode_errors += 1
+            if self.decode_errors <= 10 or self.decode_errors % 1000 == 0:
+                log.warning("dropped a bad frame (%s); %d so far", e, self.decode_errors)
+            return None
+
+    def _count_gap(self, sender: str, topic: bytes, incarnation: int, seq: int) -> None:
+        key = (sender, topic)
+        last = self._last_seen.get(key)
+        if last is not None and last[0] == incarnation and seq > last[1] + 1:
+            self.gaps += seq - last[1] - 1
+        self._last_seen[key] = (incarnation, seq)
+
+    # -- outbound ------------------------------------------------------------
+    def _drain_outbox(self) -> None:
+        for item in self.outbox.drain():
+            kind = item[0]
+            if kind == "pub":
+                self._publish(item[1])
+            elif kind == "send":
+                self._send_p2p(item[1], item[2])
+            elif kind == "ack":
+                self._send_ack(item[1], item[2])
+            elif kind == "sup":
+                self._send_sup(item[1])
+            elif kind == "beat":
+                self._send_heartbeat(item[1], item[2])
+
+    def _publish(self, msg: Message) -> None:
+        topic = msg.topic()
+        seq = self._pub_seq.get(topic, 0) + 1
+        self._pub_seq[topic] = seq
+        frame = encode(msg, self.spec.name, self.spec.incarnation, seq)
+        self.pub.send_multipart([topic.encode(), frame], copy=False)
+        self.msgs_out += 1
+
+    def _send_p2p(self, target: str, msg: Message) -> None:
+        seq = self._p2p_seq.get(target, 0) + 1
+        self._p2p_seq[target] = seq
+        frame = encode(msg, self.spec.name, self.spec.incarnation, seq)
+        now = time.monotonic()
+        expires = getattr(msg, "expires_ns", 0) or 0
+        self._unacked[msg.id] = (target, frame, now, expires)
+        with contextlib.suppress(zmq.Again):
+            self._out(target).send(frame, zmq.NOBLOCK)
+        self.msgs_out += 1
+
+    def _retransmit(self, now: float) -> None:
+        if not self._unacked:
+            return
+        wall = time.time_ns()
+        for mid, (target, frame, first, expires) in list(self._unacked.items()):
+            if now - first > _RETRANSMIT_MAX_AGE_S or (expires and wall > expires):
+                del self._unacked[mid]
+                self.actx.count("p2p_expired_unacked")
+                continue
+            if now - first >= self.cfg.bus.ack_timeout_s:
+                with contextlib.suppress(zmq.Again):
+                    self._out(target).send(frame, zmq.NOBLOCK)
+                self.actx.count("p2p_retransmits")
+
+    def _send_ack(self, ident: bytes | None, ref_id: str) -> None:
+        if ident is None or self.inbox is None:
+            return
+        frame = encode(Ack(ref_id=ref_id), self.spec.name, self.spec.incarnation, 0)
+        with contextlib.suppress(zmq.ZMQError):
+            self.inbox.send_multipart([ident, frame], zmq.NOBLOCK)
+
+    def _send_sup(self, msg: Message) -> None:
+        frame = encode(msg, self.spec.name, self.spec.incarnation, 0)
+        with contextlib.suppress(zmq.Again):
+            self.sup.send(frame, zmq.NOBLOCK)
+
+    def _send_heartbeat(self, latency_ms: float, counters: dict[str, float]) -> None:
+        try:
+            rss_mb = self._proc.memory_info().rss / 1e6
+        except psutil.Error:
+            rss_mb = 0.0
+        counters = dict(counters)
+        counters["p2p_unacked"] = float(len(self._unacked))
+        self._send_sup(Heartbeat(
+            actor=self.spec.name, incarnation=self.spec.incarnation, pid=os.getpid(),
+            loop_latency_ms=latency_ms, rss_mb=rss_mb, msgs_in=self.msgs_in,
+            msgs_out=self.msgs_out, gaps=self.gaps, decode_errors=self.decode_errors,
+            counters=counters))
+
+
+def host_main(spec: HostSpec) -> None:
+    """Entry point of an actor process (multiprocessing 'spawn' target)."""
+    _set_parent_death_signal()
+    if os.getppid() != spec.parent_pid:  # parent died while we were starting
+        os._exit(EXIT_ORPHANED)
+    logjson.setup(spec.name, spec.config.log_level)
+    # The supervisor owns shutdown: Ctrl-C in a terminal reaches the whole
+    # process group, and children must not race it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    host = ActorHost(spec)
+
+    def on_term(signum: int, frame: Any) -> None:
+        # The I/O loop polls with a short timeout and sees the flag promptly.
+        host.request_stop()
+        # If an orderly stop wedges, do not outlive the limit the supervisor
+        # promises (every child gone within 5 s of its death).
+        t = threading.Timer(spec.config.supervision.shutdown_grace_s * 0.8,
+                            lambda: os._exit(EXIT_ORPHANED))
+        t.daemon = True
+        t.start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    code = 1
+    try:
+        code = host.run()
+    except Exception:
+        log.exception("host of %s crashed", spec.name)
+        code = 1
+    finally:
+        logging.shutdown()
+    sys.stdout.flush()
+    os._exit(code)

@@ -1,0 +1,146 @@
+"""The status object (the `arbctl status --json` contract) and the run summary,
+built from the supervisor's child table and the bus's last-value cache."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from messages import BookTop, Message, OrderStats, PositionState, TradingState, decode
+from messages.codec import DecodeError
+
+if TYPE_CHECKING:
+    from supervisors.daemon import Daemon
+
+
+def _latest(d: Daemon, topic: str) -> Message | None:
+    frame = d.bus.last.get(topic.encode())
+    if frame is None:
+        return None
+    try:
+        return decode(frame).msg
+    except DecodeError:
+        return None
+
+
+def _persisted_state(d: Daemon) -> dict[str, Any]:
+    try:
+        return json.loads(d.run.trading_state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def build_status(d: Daemon) -> dict[str, Any]:
+    now_m = time.monotonic()
+    now_ns = time.time_ns()
+    actors = []
+    for name in d.supervisor.order:
+        c = d.supervisor.children[name]
+        hb = c.last_hb
+        actors.append({
+            "name": name,
+            "pid": c.pid,
+            "state": c.state,
+            "uptime_s": round(now_m - c.started_at, 3) if c.handle is not None else 0.0,
+            "restarts": c.restarts,
+            "heartbeat_age_s": round(now_m - c.last_hb_at, 3) if hb is not None else None,
+            "rss_mb": round(hb.rss_mb, 1) if hb is not None else None,
+            "loop_latency_ms": round(hb.loop_latency_ms, 3) if hb is not None else None,
+        })
+    feeds = []
+    premium: dict[str, float] = {}
+    for topic, frame in sorted(d.bus.last.items()):
+        if topic.startswith(b"book."):
+            try:
+                m = decode(frame).msg
+            except DecodeError:
+                continue
+            if isinstance(m, BookTop):
+                feeds.append({"venue": m.venue, "symbol": m.symbol, "bid": m.bid, "ask": m.ask,
+                              "age_s": round((now_ns - m.recv_ts_ns) / 1e9, 3) if m.recv_ts_ns else None})
+        elif topic.startswith(b"opp."):
+            try:
+                m = decode(frame).msg
+            except DecodeError:
+                continue
+            premium[m.symbol] = round(m.premium_pct, 4)  # type: ignore[attr-defined]
+    ts = _latest(d, "state")
+    guard_up = d.supervisor.children.get("guard")
+    guard_running = guard_up is not None and guard_up.state == "running"
+    if isinstance(ts, TradingState) and guard_running:
+        trading_state, fail_closed, reasons = ts.state, ts.fail_closed, list(ts.reasons)
+        guard = {"allowed": ts.allowed, "blocked": ts.blocked, "daily_pnl": ts.daily_pnl}
+        halt_reason = ts.halt_reason
+    else:
+        persisted = _persisted_state(d)
+        trading_state = persisted.get("state", "disarmed")
+        halt_reason = persisted.get("halt_reason", "")
+        fail_closed, reasons = True, ["guard not running"]
+        guard = {"allowed": 0, "blocked": 0, "daily_pnl": 0.0}
+    for a in actors:
+        if a["state"] != "running" and a["name"] not in ("sim",):
+            if not fail_closed:
+                fail_closed = True
+            reasons.append(f"actor {a['name']} {a['state']}")
+    pos = _latest(d, "position")
+    ost = _latest(d, "orderstats")
+    return {
+        "mode": d.cfg.mode,
+        "pid": d.pid,
+        "run_dir": str(d.run.root),
+        "uptime_s": round(now_m - d.started, 3),
+        "trading_state": trading_state,
+        "halt_reason": halt_reason,
+        "fail_closed": fail_closed,
+        "fail_closed_reasons": reasons,
+        "actors": actors,
+        "feeds": feeds,
+        "premium_pct": premium,
+        "guard": guard,
+        "orders": ({"open": ost.open, "filled": ost.filled, "cancelled": ost.cancelled,
+                    "rejected": ost.rejected, "sent": ost.sent}
+                   if isinstance(ost, OrderStats) else {"open": 0, "filled": 0, "cancelled": 0,
+                                                        "rejected": 0, "sent": 0}),
+        "pnl": round(pos.realized_pnl_krw, 2) if isinstance(pos, PositionState) else 0.0,
+        "exposure_krw": round(pos.exposure_krw, 2) if isinstance(pos, PositionState) else 0.0,
+        "trades": ({"opened": pos.trades_opened, "closed": pos.trades_closed, "open_pairs": pos.open_pairs}
+                   if isinstance(pos, PositionState) else {"opened": 0, "closed": 0, "open_pairs": 0}),
+    }
+
+
+def run_summary(d: Daemon) -> dict[str, Any]:
+    pos = _latest(d, "position")
+    ost = _latest(d, "orderstats")
+    engine = d.supervisor.children.get("engine")
+    loops = 0.0
+    loop_ms_total = 0.0
+    if engine is not None and engine.last_hb is not None:
+        loops = engine.last_hb.counters.get("loops", 0.0)
+        loop_ms_total = engine.last_hb.counters.get("loop_ms_total", 0.0)
+    loops += d.metrics.carried("engine", "loops")
+    loop_ms_total += d.metrics.carried("engine", "loop_ms_total")
+    return {
+        "duration_s": round(time.monotonic() - d.started, 1),
+        "loops": int(loops),
+        "trades_opened": pos.trades_opened if isinstance(pos, PositionState) else 0,
+        "trades_closed": pos.trades_closed if isinstance(pos, PositionState) else 0,
+        "total_pnl_krw": round(pos.realized_pnl_krw, 2) if isinstance(pos, PositionState) else 0.0,
+        "active_orders": ost.open if isinstance(ost, OrderStats) else 0,
+        "avg_loop_ms": round(loop_ms_total / loops, 4) if loops else 0.0,
+        "exit_reason": d._stop_reason,
+    }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    return "\n".join([
+        "=== arbd run summary ===",
+        f"Duration:       {s['duration_s']:.1f}s",
+        f"Loops:          {s['loops']}",
+        f"Trades Opened:  {s['trades_opened']}",
+        f"Trades Closed:  {s['trades_closed']}",
+        f"Total PnL:      {s['total_pnl_krw']:,.0f} KRW",
+        f"Active Orders:  {s['active_orders']}",
+        f"Avg Loop Time:  {s['avg_loop_ms']:.3f}ms",
+        f"Exit:           {s['exit_reason']}",
+    ])

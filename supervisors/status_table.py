@@ -1,0 +1,70 @@
+"""`arbctl status` for people: a compact table, coloured on a terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_COLORS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
+
+
+class Paint:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, color: str) -> str:
+        if not self.enabled:
+            return text
+        return f"\033[{_COLORS[color]}m{text}\033[0m"
+
+
+def _num(v: Any, fmt: str = "{:,.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _uptime(s: float) -> str:
+    s = int(s)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}"
+
+
+def render(st: dict[str, Any], color: bool) -> str:
+    p = Paint(color)
+    ts = st["trading_state"]
+    ts_col = {"armed": "green", "halted": "red"}.get(ts, "yellow")
+    lines = [
+        p(f"arbd  pid {st.get('pid')}  mode {st['mode']}  up {_uptime(st.get('uptime_s', 0))}", "bold"),
+        f"trading  {p(ts.upper(), ts_col)}"
+        + (f"  (halt: {st['halt_reason']})" if ts == "halted" and st.get("halt_reason") else "")
+        + ("  " + p("FAIL-CLOSED", "red") + ": " + "; ".join(st["fail_closed_reasons"])
+           if st["fail_closed"] else "  " + p("orders may flow", "green") if ts == "armed" else ""),
+        "",
+        p(f"{'ACTOR':<14}{'STATE':<12}{'PID':>8}{'UPTIME':>10}{'RESTARTS':>10}{'HEARTBEAT':>11}{'RSS MB':>9}", "dim"),
+    ]
+    for a in st["actors"]:
+        col = {"running": "green", "starting": "yellow", "restarting": "yellow"}.get(a["state"], "red")
+        hb = a["heartbeat_age_s"]
+        state = p(f"{a['state']:<12}", col)
+        lines.append(
+            f"{a['name']:<14}{state}{a['pid'] or '-':>8}"
+            f"{_uptime(a['uptime_s']):>10}{a['restarts']:>10}"
+            f"{(f'{hb:.1f}s' if hb is not None else '-'):>11}{_num(a['rss_mb'], '{:.0f}'):>9}")
+    lines += ["", p(f"{'FEED':<18}{'BID':>16}{'ASK':>16}{'AGE':>8}", "dim")]
+    for f in st["feeds"]:
+        age = f["age_s"]
+        stale = age is not None and age > 5
+        lines.append(f"{f['venue'] + ' ' + f['symbol']:<18}{_num(f['bid'], '{:,.4f}'):>16}"
+                     f"{_num(f['ask'], '{:,.4f}'):>16}{p(f'{age:.1f}s' if age is not None else '-', 'red' if stale else 'green'):>8}")
+    if st["premium_pct"]:
+        lines += ["", "premium  " + "  ".join(f"{k} {v:+.3f}%" for k, v in sorted(st["premium_pct"].items()))]
+    g, o, t = st["guard"], st["orders"], st.get("trades", {})
+    lines += [
+        "",
+        f"guard    allowed {g['allowed']}  blocked {g['blocked']}  daily pnl {g['daily_pnl']:,.2f}",
+        f"orders   open {o['open']}  filled {o['filled']}  cancelled {o['cancelled']}"
+        f"  rejected {o.get('rejected', 0)}",
+        f"trades   opened {t.get('opened', 0)}  closed {t.get('closed', 0)}  open pairs {t.get('open_pairs', 0)}"
+        f"  exposure {st.get('exposure_krw', 0):,.0f} KRW",
+        "pnl      " + p(f"{st['pnl']:,.0f} KRW", "green" if st["pnl"] >= 0 else "red"),
+    ]
+    return "\n".join(lines)
