@@ -22,4 +22,8 @@ def child_specs(cfg: ArbdConfig) -> list[ChildSpec]:
         ChildSpec("feed.upbit", "actors.feed:UpbitFeedActor", trade_path=True),
         ChildSpec("feed.binance", "actors.feed:BinanceFeedActor", trade_path=True),
     ]
+    overrides = cfg.testing.get("role_overrides") or {}
+    if overrides:
+        specs = [ChildSpec(s.name, str(overrides.get(s.name, s.role)), s.has_inbox, s.trade_path)
+                 for s in specs]
     return specs

@@ -83,7 +83,8 @@ class Supervisor:
                "pid": child.pid, "exit_code": exit_code, "signal": sig, "reason": reason,
                "restarts": child.restarts, "backoff_s": backoff_s}
         self.restart_log.append(rec)
-        level = logging.INFO if event in ("start", "stop") else logging.WARNING
+        planned = event in ("start", "stop") or (event == "exit" and bool(child.planned))
+        level = logging.INFO if planned or self.shutting_down else logging.WARNING
         log.log(level, "%s %s %s", child.spec.name, event, reason)
         if event in ("restart", "kill", "escalate", "recycle"):
             self.on_event("restart" if event != "escalate" else "escalate", rec)
@@ -144,7 +145,6 @@ class Supervisor:
                 self._kill(child, f"no heartbeat within start timeout {sv.start_timeout_s}s")
             if (child.state == RESTARTING and child.handle is None and child.next_start_at is not None
                     and now >= child.next_start_at and not self.shutting_down):
-                child.restarts += 1
                 self._spawn(child, "restart")
 
     def _kill(self, child: Child, reason: str) -> None:
@@ -173,6 +173,7 @@ class Supervisor:
             # Asked for (operator, watchdog): not a failure, no intensity cost.
             child.state = RESTARTING
             child.next_start_at = now
+            child.restarts += 1
             self._log(child, "restart", f"{planned} requested", backoff_s=0.0)
             return
         if child.intensity.record(now):
@@ -184,6 +185,7 @@ class Supervisor:
             self.on_escalate(child.spec.name, why)
             return
         delay = child.backoff.next_delay(ran_for)
+        child.restarts += 1
         child.state = RESTARTING
         child.next_start_at = now + delay
         self._log(child, "restart", reason or "unexpected exit", backoff_s=round(delay, 3))
