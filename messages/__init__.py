@@ -4,6 +4,9 @@ from messages.base import REGISTRY, Message, new_id, register
 from messages.codec import DecodeError, Envelope, decode, encode, warm
 from messages.control import (
     Ack,
+    ActorInfo,
+    Balances,
+    SupervisorReport,
     Command,
     EventNote,
     FailClosed,
@@ -31,7 +34,7 @@ from messages.trading import (
 __all__ = [
     "REGISTRY", "Message", "new_id", "register",
     "DecodeError", "Envelope", "decode", "encode", "warm",
-    "Ack", "Command", "EventNote", "FailClosed", "Heartbeat", "MetricsSample",
+    "Ack", "ActorInfo", "Balances", "SupervisorReport", "Command", "EventNote", "FailClosed", "Heartbeat", "MetricsSample",
     "OrderStats", "PositionState", "RebalanceRequest", "Reply", "RestartRequest",
     "TradingState", "BookTop", "Level",
     "BUY_UPBIT", "SELL_UPBIT", "DirectionQuote", "GuardDecision", "Opportunity",

@@ -43,12 +43,18 @@ class TradingState(Message):
 @register("failclosed")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FailClosed(Message):
-    """Raise (``active``) or clear one fail-closed condition, keyed by ``key``."""
+    """Raise (``active``) or clear one fail-closed condition, keyed by ``key``.
+
+    One topic per key, so the bus's last-value cache holds every condition's
+    current state and a restarted guard learns them all from its snapshot."""
 
     source: str
     key: str
     active: bool
     reason: str
+
+    def topic(self) -> str:
+        return f"failclosed.{self.key}"
 
 
 @register("restart_req")
@@ -132,3 +138,32 @@ class Ack(Message):
     """Point-to-point acknowledgement of the message with ``ref_id``."""
 
     ref_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActorInfo:
+    name: str
+    pid: int
+    state: str
+    heartbeat_age_s: float
+    rss_mb: float
+    loop_latency_ms: float
+    restarts: int
+    trade_path: bool
+
+
+@register("actors")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorReport(Message):
+    """The supervisor's child table, published on the bus for the watchdog."""
+
+    actors: tuple[ActorInfo, ...]
+
+
+@register("balances")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Balances(Message):
+    """Free balances per venue and asset, published by the executor."""
+
+    free: dict[str, dict[str, float]]  # venue -> asset -> free amount
+    source: str  # "paper" | "venue" | "unavailable"

@@ -14,11 +14,13 @@ from typing import Any
 import zmq
 
 from messages import (
+    ActorInfo,
     Command,
     EventNote,
     Heartbeat,
     Reply,
     RestartRequest,
+    SupervisorReport,
     decode,
     encode,
 )
@@ -76,6 +78,10 @@ class Daemon:
         self.sup_sock = self._bind(zmq.ROUTER, self.endpoints.sup)
         self.sup_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.ctl_sock = self._bind(zmq.ROUTER, self.endpoints.control)
+        self.pub = self.zctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.connect(self.endpoints.bus_in)
+        self._report_seq = 0
         self.events = EventLog(self.run, "supervisor")
         self.metrics = MetricsExporter(self.cfg.metrics)
         self.metrics.start()
@@ -132,7 +138,8 @@ class Daemon:
             self._expire_pending(now)
             if now >= next_metrics:
                 self.metrics.refresh(self)
-                next_metrics = now + 1.0
+                self._publish_report()
+                next_metrics = now + 0.5
             if self._escalation_deadline is not None and now >= self._escalation_deadline:
                 self.request_shutdown("escalation", EXIT_ESCALATED)
             if self.max_runtime_s is not None and now - self.started >= self.max_runtime_s:
@@ -154,6 +161,24 @@ class Daemon:
         if child.identity is None:
             return False
         return self._send_to(child.identity, Command(command="stop", args={"reason": reason}))
+
+    def _publish_report(self) -> None:
+        """The child table on the bus: the watchdog and guard act on it."""
+        now = time.monotonic()
+        infos = []
+        for name in self.supervisor.order:
+            c = self.supervisor.children[name]
+            hb = c.last_hb
+            infos.append(ActorInfo(
+                name=name, pid=c.pid or 0, state=c.state,
+                heartbeat_age_s=(now - c.last_hb_at) if hb is not None else -1.0,
+                rss_mb=hb.rss_mb if hb is not None else 0.0,
+                loop_latency_ms=hb.loop_latency_ms if hb is not None else 0.0,
+                restarts=c.restarts, trade_path=c.spec.trade_path))
+        self._report_seq += 1
+        msg = SupervisorReport(actors=tuple(infos))
+        self.pub.send_multipart([msg.topic().encode(),
+                                 encode(msg, "supervisor", int(self.started_wall * 1e9), self._report_seq)])
 
     def _send_to(self, identity: bytes, msg: Any) -> bool:
         try:

@@ -143,6 +143,10 @@ class ActorHost:
         self.gaps = 0
         self.decode_errors = 0
         self._proc = psutil.Process()
+        # Test-only: grow RSS steadily to prove leaking actors get recycled.
+        leaks = spec.config.testing.get("leak_mb_per_s") or {}
+        self._leak_mb = float(leaks.get(spec.name, 0.0)) if isinstance(leaks, dict) else 0.0
+        self._leak: list[bytes] = []  # touched pages, so RSS really grows
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -193,6 +197,8 @@ class ActorHost:
     # -- run -----------------------------------------------------------------
     def run(self) -> int:
         warm()
+        if self.cfg.testing.get("crash_at_start") == self.spec.name:
+            raise RuntimeError("test-only crash at start")
         actor_cls = resolve_role(self.spec.role)
         self._open(actor_cls)
         ref = actor_cls.start(self.actx)
@@ -215,6 +221,8 @@ class ActorHost:
                 self._drain_outbox()
                 now = time.monotonic()
                 if now >= next_beat:
+                    if self._leak_mb:
+                        self._leak.append(b"\x01" * int(self._leak_mb * hb_every * 1e6))
                     ref.tell(Beat(time.time_ns()))
                     next_beat = now + hb_every
                 if tick_every and now >= next_tick:

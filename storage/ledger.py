@@ -1,0 +1,164 @@
+"""The order ledger: SQLite in WAL mode with synchronous=FULL.
+
+Every order leg is written here, with its client order id, *before* it is
+sent; every state change after that is appended as an ``OrderEvent``. A
+restarted executor reconciles the unresolved rows with the venue; position
+and guard rebuild exposure, PnL and daily loss from the event history, so
+restarting anything resets no limit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from messages import OrderEvent, OrderIntent
+
+UNRESOLVED = ("pending", "sent", "open", "partially_filled", "unknown")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS intents (
+  intent_id TEXT PRIMARY KEY, pair_id TEXT NOT NULL, action TEXT NOT NULL,
+  symbol TEXT NOT NULL, direction TEXT NOT NULL, notional_krw REAL NOT NULL,
+  scale REAL NOT NULL, created_ns INTEGER NOT NULL, origin_ts_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orders (
+  client_order_id TEXT PRIMARY KEY, intent_id TEXT NOT NULL, pair_id TEXT NOT NULL,
+  action TEXT NOT NULL, venue TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
+  qty REAL NOT NULL, price REAL NOT NULL, status TEXT NOT NULL,
+  filled_qty REAL NOT NULL DEFAULT 0, avg_price REAL NOT NULL DEFAULT 0,
+  fee_krw REAL NOT NULL DEFAULT 0, venue_order_id TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT '', created_ns INTEGER NOT NULL, updated_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_status ON orders(status);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, intent_id TEXT NOT NULL,
+  pair_id TEXT NOT NULL, action TEXT NOT NULL, client_order_id TEXT NOT NULL,
+  venue TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, status TEXT NOT NULL,
+  qty REAL NOT NULL, price REAL NOT NULL, filled_qty REAL NOT NULL, avg_price REAL NOT NULL,
+  fee_krw REAL NOT NULL, reason TEXT NOT NULL, origin_ts_ns INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    client_order_id: str
+    intent_id: str
+    pair_id: str
+    action: str
+    venue: str
+    symbol: str
+    side: str
+    qty: float
+    price: float
+    status: str
+    filled_qty: float
+    avg_price: float
+    fee_krw: float
+    venue_order_id: str
+    reason: str
+    created_ns: int
+    updated_ns: int
+
+
+class Ledger:
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=10.0,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before we send the order it records.
+        self.db.execute("PRAGMA synchronous=FULL")
+        if not readonly:
+            self.db.executescript(_SCHEMA)
+        else:
+            self.db.executescript(_SCHEMA)  # harmless if present; lets readers start first
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writes (executor only) ------------------------------------------------
+    def record_intent(self, intent: OrderIntent, scale: float, legs: list[tuple[str, str, str, float, float]]
+                      ) -> bool:
+        """Record an intent and its legs ``(client_order_id, venue, side, qty, price)``
+        as pending, atomically. False if the intent was recorded before."""
+        now = time.time_ns()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute("SELECT 1 FROM intents WHERE intent_id=?", (intent.id,))
+            if cur.fetchone() is not None:
+                self.db.execute("ROLLBACK")
+                return False
+            self.db.execute(
+                "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?,?)",
+                (intent.id, intent.pair_id, intent.action, intent.symbol, intent.direction,
+                 intent.notional_krw, scale, now, intent.origin_ts_ns))
+            for cid, venue, side, qty, price in legs:
+                self.db.execute(
+                    "INSERT INTO orders (client_order_id, intent_id, pair_id, action, venue, symbol, side,"
+                    " qty, price, status, created_ns, updated_ns) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (cid, intent.id, intent.pair_id, intent.action, venue, intent.symbol, side,
+                     qty, price, "pending", now, now))
+            self.db.execute("COMMIT")
+            return True
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def apply(self, evt: OrderEvent, venue_order_id: str = "") -> None:
+        """Append the event and update the order row, in one transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(
+                "INSERT INTO events (ts_ns, intent_id, pair_id, action, client_order_id, venue, symbol,"
+                " side, status, qty, price, filled_qty, avg_price, fee_krw, reason, origin_ts_ns)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (evt.ts_ns, evt.intent_id, evt.pair_id, evt.action, evt.client_order_id, evt.venue,
+                 evt.symbol, evt.side, evt.status, evt.qty, evt.price, evt.filled_qty, evt.avg_price,
+                 evt.fee_krw, evt.reason, evt.origin_ts_ns))
+            self.db.execute(
+                "UPDATE orders SET status=?, filled_qty=?, avg_price=?, fee_krw=?, reason=?,"
+                " venue_order_id=CASE WHEN ?='' THEN venue_order_id ELSE ? END, updated_ns=?"
+                " WHERE client_order_id=?",
+                (evt.status, evt.filled_qty, evt.avg_price, evt.fee_krw, evt.reason,
+                 venue_order_id, venue_order_id, time.time_ns(), evt.client_order_id))
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    # -- reads -----------------------------------------------------------------
+    def has_intent(self, intent_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM intents WHERE intent_id=?", (intent_id,)).fetchone() is not None
+
+    def orders(self, where: str = "", args: tuple[object, ...] = ()) -> list[OrderRow]:
+        sql = ("SELECT client_order_id, intent_id, pair_id, action, venue, symbol, side, qty, price,"
+               " status, filled_qty, avg_price, fee_krw, venue_order_id, reason, created_ns, updated_ns"
+               " FROM orders" + (f" WHERE {where}" if where else "") + " ORDER BY created_ns, client_order_id")
+        return [OrderRow(*r) for r in self.db.execute(sql, args)]
+
+    def unresolved(self) -> list[OrderRow]:
+        marks = ",".join("?" * len(UNRESOLVED))
+        return self.orders(f"status IN ({marks})", UNRESOLVED)
+
+    def orders_for_intent(self, intent_id: str) -> list[OrderRow]:
+        return self.orders("intent_id=?", (intent_id,))
+
+    def events(self) -> Iterator[OrderEvent]:
+        for r in self.db.execute(
+                "SELECT ts_ns, intent_id, pair_id, action, client_order_id, venue, symbol, side, status,"
+                " qty, price, filled_qty, avg_price, fee_krw, reason, origin_ts_ns FROM events ORDER BY seq"):
+            yield OrderEvent(ts_ns=r[0], intent_id=r[1], pair_id=r[2], action=r[3], client_order_id=r[4],
+                             venue=r[5], symbol=r[6], side=r[7], status=r[8], qty=r[9], price=r[10],
+                             filled_qty=r[11], avg_price=r[12], fee_krw=r[13], reason=r[14],
+                             origin_ts_ns=r[15])
+
+    def status_counts(self) -> dict[str, int]:
+        return {s: n for s, n in self.db.execute("SELECT status, COUNT(*) FROM orders GROUP BY status")}
