@@ -1,0 +1,45 @@
+from pathlib import Path
+
+from messages import OrderEvent, OrderIntent
+from storage.ledger import Ledger
+
+
+def intent() -> OrderIntent:
+    return OrderIntent(pair_id="p1", action="open", symbol="BTC", direction="sell_upbit", legs=(),
+                       notional_krw=100_000.0, expires_ns=0)
+
+
+def event(i: OrderIntent, cid: str, status: str) -> OrderEvent:
+    return OrderEvent(intent_id=i.id, pair_id=i.pair_id, action=i.action, client_order_id=cid,
+                      venue="upbit", symbol="BTC", side="sell", status=status, qty=0.001, price=1e8,
+                      filled_qty=0.001 if status == "filled" else 0.0, avg_price=1e8)
+
+
+def test_an_intent_is_recorded_once(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.sqlite")
+    i = intent()
+    legs = [("c1", "upbit", "sell", 0.001, 1e8), ("c2", "binance", "buy", 0.001, 7e4)]
+    assert led.record_intent(i, 1.0, legs) is True
+    assert led.record_intent(i, 1.0, legs) is False
+    assert [o.client_order_id for o in led.unresolved()] == ["c1", "c2"]
+
+
+def test_events_resolve_orders_and_survive_reopening(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.sqlite")
+    i = intent()
+    led.record_intent(i, 1.0, [("c1", "upbit", "sell", 0.001, 1e8)])
+    led.apply(event(i, "c1", "filled"), venue_order_id="v-1")
+    led.close()
+    again = Ledger(tmp_path / "l.sqlite")
+    assert again.unresolved() == []
+    assert again.orders()[0].venue_order_id == "v-1"
+    assert [e.status for e in again.events()] == ["filled"]
+    assert again.status_counts() == {"filled": 1}
+
+
+def test_a_reader_sees_the_writers_commits(tmp_path: Path) -> None:
+    writer = Ledger(tmp_path / "l.sqlite")
+    reader = Ledger(tmp_path / "l.sqlite", readonly=True)
+    i = intent()
+    writer.record_intent(i, 1.0, [("c1", "upbit", "sell", 0.001, 1e8)])
+    assert reader.has_intent(i.id)
