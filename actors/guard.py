@@ -87,11 +87,10 @@ class GuardActor(RoleActor):
 
     def _publish_state(self) -> None:
         self.ctx.publish(TradingState(
-            mode=self.mode, state=self.state.state, fail_closed=not self.state.orders_may_flow()
-            and self.state.state == "armed" or bool(self.state.reasons()),
+            mode=self.mode, state=self.state.state, fail_closed=self.state.fail_closed,
             reasons=self.state.reasons(), allowed=self.allowed, blocked=self.blocked,
             daily_pnl=round((self.daily_pnl_krw or 0.0) / self.fx, 4) if self.fx else 0.0,
-            halt_reason=getattr(self.state, "halt_reason", "") or ""))
+            halt_reason=self.state.halt_reason))
         c = self.ctx.counters
         c[key("g", "arbd_fail_closed_reasons")] = float(len(self.state.reasons()))
 
@@ -102,7 +101,7 @@ class GuardActor(RoleActor):
             self.ctx.record_event("fail_closed", {"key": msg.key, "reason": msg.reason, "source": msg.source})
 
     def _set_fail_closed(self, k: str, active: bool, reason: str) -> bool:
-        had = k in dict.fromkeys(self.state.fail_closed_keys())
+        had = k in self.state.fail_closed_keys()
         if active and not had:
             self.state.raise_fail_closed(k, reason)
         elif not active and had:

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from arbitrage.baseline import BaselineConfig
+from arbitrage.live_guard import LiveTradingConfig
+from arbitrage.premium import PremiumConfig
 from supervisors.config_loader import ConfigError, apply_override, build, load_yaml
 
 MODES = ("paper", "live_readonly", "live_trading")
@@ -162,6 +165,9 @@ class ArbdConfig:
     paper: PaperConfig = field(default_factory=PaperConfig)
     longrun: LongRunConfig = field(default_factory=LongRunConfig)
     position_adv: PositionAdvConfig = field(default_factory=PositionAdvConfig)
+    live_trading: LiveTradingConfig = field(default_factory=LiveTradingConfig)
+    engine: PremiumConfig = field(default_factory=PremiumConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     # Test-only hooks (e.g. an injected leak); never set in shipped configs.
     testing: dict[str, Any] = field(default_factory=dict)
 
