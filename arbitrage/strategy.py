@@ -1,0 +1,183 @@
+"""The open/close pair strategy: when to open a hedged pair and when to close it.
+
+Both venues are pre-funded (coin and KRW on Upbit, coin and USDT on Binance),
+so no coin moves between exchanges. A pair *opens* — sell where the coin is
+rich, buy where it is cheap, same quantity — when the executable premium
+departs from its moving baseline by more than both venues' fees plus the
+entry threshold (the quote's ``edge_pct >= entry_threshold_pct`` and the books
+hold a tradable ``qty``). It *closes* with the opposite pair when the premium
+is back within ``exit_threshold_pct`` of the baseline, measured at the prices
+the close would trade at, or when the pair has been held ``max_hold_s``. A pair
+whose legs filled unequally is unwound first (see ``Portfolio.needs_unwind``).
+
+The pairs themselves live in :class:`arbitrage.accounting.Portfolio`, built
+from order events, so a restarted strategy sees exactly what the ledger says.
+The strategy adds only what happens before the first event: a signal it has
+emitted and nobody has acted on yet. A pair never has two actions in flight:
+while its orders are live (or reserved by the planner), or a signal for it is
+outstanding (at most ``signal_timeout_s``), it gets no new signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from arbitrage.accounting import OPEN, Pair, Portfolio
+from arbitrage.premium import PremiumConfig, opposite, quote_for
+from messages.base import new_id
+from messages.trading import SELL_UPBIT, DirectionQuote, Opportunity
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrategyConfig:
+    premium: PremiumConfig = field(default_factory=PremiumConfig)  # entry/exit thresholds
+    max_open_pairs_per_symbol: int = 1
+    cooldown_s: float = 30.0  # between opens of one symbol
+    max_hold_s: float = 4 * 3600.0
+    signal_timeout_s: float = 5.0  # a signal nobody acted on stops blocking its pair
+
+    def __post_init__(self) -> None:
+        errors = []
+        if self.max_open_pairs_per_symbol < 1:
+            errors.append("max_open_pairs_per_symbol must be >= 1")
+        if self.cooldown_s < 0:
+            errors.append("cooldown_s must be >= 0")
+        if self.max_hold_s <= 0:
+            errors.append("max_hold_s must be > 0")
+        if self.signal_timeout_s <= 0:
+            errors.append("signal_timeout_s must be > 0")
+        if errors:
+            raise ValueError("StrategyConfig: " + "; ".join(errors))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Signal:
+    """A decision for the planner. ``direction`` is the trade to make now (a close
+    runs opposite to its pair); ``qty`` is an upper bound for an open (what the
+    books hold) and the exact quantity for a close or an unwind."""
+
+    action: str  # "open" | "close" | "unwind"
+    pair_id: str
+    symbol: str
+    direction: str
+    qty: float
+    opportunity: Opportunity
+    quote: DirectionQuote | None  # the quote for ``direction``; None for an unwind
+    reason: str
+    venue: str = ""  # unwind only: where to trade
+    side: str = ""  # unwind only
+
+
+@dataclass(slots=True)
+class _Pending:
+    at: float
+    symbol: str
+    action: str
+    orders: int  # orders the pair had when signalled: more means the planner took it over
+
+
+class PairStrategy:
+    """Decides opens, closes and unwinds from opportunities. ``now`` returns seconds."""
+
+    def __init__(self, config: StrategyConfig, now: Callable[[], float], portfolio: Portfolio,
+                 ids: Callable[[], str] = new_id) -> None:
+        self.config = config
+        self.now = now
+        self.portfolio = portfolio
+        self.ids = ids
+        self._pending: dict[str, _Pending] = {}
+        self._last_open: dict[str, float] = {}
+
+    def on_opportunity(self, opp: Opportunity) -> list[Signal]:
+        """Signals for one opportunity: unwinds and closes first; an open only if none."""
+        t = self.now()
+        if opp.expires_ns and int(t * 1e9) > opp.expires_ns:
+            return []
+        self._forget_taken_over(t)
+        pairs = self.portfolio.pairs(opp.symbol)
+        by_id = {p.pair_id: p for p in pairs}
+        out: list[Signal] = []
+        for u in self.portfolio.needs_unwind(opp.symbol):
+            pair = by_id.get(u.pair_id)
+            if pair is not None and not self._busy(pair):
+                out.append(self._emit(t, pair, Signal(
+                    action="unwind", pair_id=u.pair_id, symbol=u.symbol, direction=pair.direction,
+                    qty=u.qty, opportunity=opp, quote=None, reason=u.reason, venue=u.venue,
+                    side=u.side)))
+        for pair in pairs:
+            if pair.state == OPEN and pair.balanced and pair.qty > 0 and not self._busy(pair):
+                sig = self._close(t, pair, opp)
+                if sig is not None:
+                    out.append(self._emit(t, pair, sig))
+        if not out:
+            sig = self._open(t, pairs, opp)
+            if sig is not None:
+                out.append(self._emit(t, None, sig))
+        return out
+
+    def on_signal_dropped(self, pair_id: str) -> None:
+        """The planner made nothing of a signal: its pair may be acted on again at once."""
+        self._pending.pop(pair_id, None)
+
+    def pending(self) -> dict[str, str]:
+        """Outstanding signals: pair_id -> action."""
+        return {pid: p.action for pid, p in self._pending.items()}
+
+    # -- decisions --------------------------------------------------------------------
+    def _close(self, t: float, pair: Pair, opp: Opportunity) -> Signal | None:
+        direction = opposite(pair.direction)
+        q = quote_for(opp, direction)
+        # How far the premium still sits on the side the pair was opened for.
+        deviation = (q.premium_pct - opp.baseline_pct if pair.direction == SELL_UPBIT
+                     else opp.baseline_pct - q.premium_pct)
+        exit_pct = self.config.premium.exit_threshold_pct
+        held = t - pair.opened_at
+        if deviation <= exit_pct:
+            reason = f"premium back within {exit_pct}% of baseline (deviation {deviation:.3f}%)"
+        elif held >= self.config.max_hold_s:
+            reason = f"held {held:.0f}s, limit {self.config.max_hold_s:.0f}s"
+        else:
+            return None
+        return Signal(action="close", pair_id=pair.pair_id, symbol=pair.symbol, direction=direction,
+                      qty=pair.qty, opportunity=opp, quote=q, reason=reason)
+
+    def _open(self, t: float, pairs: list[Pair], opp: Opportunity) -> Signal | None:
+        cfg = self.config
+        symbol = opp.symbol
+        pending_opens = sum(1 for p in self._pending.values()
+                            if p.action == "open" and p.symbol == symbol)
+        if len(pairs) + pending_opens >= cfg.max_open_pairs_per_symbol:
+            return None
+        last = max([self._last_open.get(symbol, float("-inf"))] + [p.opened_at for p in pairs])
+        if t - last < cfg.cooldown_s:
+            return None
+        entry = cfg.premium.entry_threshold_pct
+        ready = [q for q in (opp.sell_upbit, opp.buy_upbit) if q.qty > 0 and q.edge_pct >= entry]
+        if not ready:
+            return None
+        q = max(ready, key=lambda x: x.edge_pct)
+        self._last_open[symbol] = t
+        return Signal(action="open", pair_id="p" + self.ids(), symbol=symbol, direction=q.direction,
+                      qty=q.qty, opportunity=opp, quote=q,
+                      reason=f"edge {q.edge_pct:.3f}% >= entry {entry}% (premium {q.premium_pct:.3f}%,"
+                             f" baseline {opp.baseline_pct:.3f}%)")
+
+    # -- one action per pair ----------------------------------------------------------
+    def _emit(self, t: float, pair: Pair | None, sig: Signal) -> Signal:
+        self._pending[sig.pair_id] = _Pending(t, sig.symbol, sig.action, pair.orders if pair else 0)
+        return sig
+
+    def _busy(self, pair: Pair) -> bool:
+        return bool(pair.in_flight) or pair.pair_id in self._pending
+
+    def _forget_taken_over(self, t: float) -> None:
+        """Drop signals the portfolio now reflects (new orders) or that timed out."""
+        limit = self.config.signal_timeout_s
+        for pid, p in list(self._pending.items()):
+            pair = self.portfolio.pair(pid)
+            if t - p.at >= limit or (pair is not None and pair.orders > p.orders):
+                del self._pending[pid]
+
+
+__all__ = ["Pair", "PairStrategy", "Signal", "StrategyConfig"]
