@@ -36,7 +36,8 @@ class WatchdogActor(RoleActor):
         self.mem = MemoryGuard(wd.rss_limit_mb, wd.memory_drift_threshold, wd.memory_drift_window,
                                wd.min_recycle_interval_s, time.monotonic)
         self.longrun = LongRunTester(enabled=cfg.longrun.enabled, interval_loops=cfg.longrun.interval_loops,
-                                     now=time.monotonic)
+                                     now=time.monotonic,
+                                     latency_sustain_s=wd.latency_degradation_sustain_s)
         self.ws_lag_ms: dict[str, float] = {}
         self.recycling: dict[str, str] = {}
         self.degraded = False

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from arbitrage.baseline import BaselineConfig
 from arbitrage.live_guard import LiveTradingConfig
 from arbitrage.premium import PremiumConfig
+from arbitrage.rebalancer import RebalancerConfig
+from arbitrage.strategy import StrategyConfig
 from supervisors.config_loader import ConfigError, apply_override, build, load_yaml
 
 MODES = ("paper", "live_readonly", "live_trading")
@@ -106,6 +108,8 @@ class WatchdogConfig:
     memory_drift_threshold: float = 0.5
     memory_drift_window: int = 120
     min_recycle_interval_s: float = 60.0
+    # The seed's "loop latency degraded for 2 hours" -> rebalance; shorter in tests.
+    latency_degradation_sustain_s: float = 7200.0
 
     def __post_init__(self) -> None:
         _positive(self, "fail_closed_after_s", "restart_after_s", "clear_after_s",
@@ -168,8 +172,15 @@ class ArbdConfig:
     live_trading: LiveTradingConfig = field(default_factory=LiveTradingConfig)
     engine: PremiumConfig = field(default_factory=PremiumConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    rebalancer: RebalancerConfig = field(default_factory=RebalancerConfig)
     # Test-only hooks (e.g. an injected leak); never set in shipped configs.
     testing: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One home for the entry/exit thresholds: engine:. The strategy reads them from there.
+        if self.strategy.premium != PremiumConfig():
+            raise ValueError("strategy.premium is not a setting: put thresholds under engine:")
 
 
 def section_names() -> list[str]:
