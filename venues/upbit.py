@@ -1,0 +1,157 @@
+"""Upbit market data: orderbook frames -> BookTop.
+
+One connection to ``/websocket/v1`` carries every KRW market plus
+``KRW-USDT`` (the FX bridge, published as symbol ``USDT``). The server sends
+binary frames of UTF-8 JSON; each orderbook message is a full top-N snapshot
+(``stream_type`` SNAPSHOT or REALTIME alike), never a delta, so every frame
+stands alone. ``{"status": "UP"}`` (the reply to a text ``PING``) is
+ignorable; ``{"error": {...}}`` is counted as a venue error.
+
+Upbit numbers are JSON numbers, so orjson already yields floats: the cost
+per frame is the dict walk over ``orderbook_units``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from messages.market import BookTop
+from venues import (
+    BAD_NUMBER,
+    BAD_SHAPE,
+    MISSING_FIELD,
+    PARSER_ERROR,
+    UNKNOWN_SYMBOL,
+    UPBIT,
+    VENUE_ERROR,
+    WRONG_TYPE,
+    BadFrame,
+    check_age,
+    check_levels,
+    decode_json,
+)
+
+QUOTE = "KRW"
+FX = "USDT"  # KRW-USDT: always subscribed, the USDT->KRW bridge
+DEPTHS = (1, 5, 15, 30)
+
+
+def _side(units: list, price_key: str, size_key: str) -> tuple[list[float], list[float]]:
+    try:
+        px = [float(u[price_key]) for u in units]
+        sz = [float(u[size_key]) for u in units]
+    except KeyError as e:
+        raise BadFrame(MISSING_FIELD, f"orderbook unit lacks {e.args[0]}") from None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        if any(type(u) is not dict for u in units):
+            raise BadFrame(BAD_SHAPE, "orderbook unit is not an object") from None
+        raise BadFrame(BAD_NUMBER, f"{price_key}/{size_key} is not a number") from None
+    return px, sz
+
+
+class UpbitAdapter:
+    """Parses Upbit orderbook frames for ``symbols`` (coins, KRW market) + USDT."""
+
+    name = UPBIT
+
+    def __init__(self, symbols: Sequence[str], *, depth: int = 15,
+                 max_exchange_age_s: float = 30.0, max_levels: int = 30,
+                 ticket_prefix: str = "arbd") -> None:
+        if depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {DEPTHS}")
+        coins = tuple(dict.fromkeys([*(s.upper() for s in symbols), FX]))
+        self.symbols = coins
+        self.depth = depth
+        self.max_age_ns = int(max_exchange_age_s * 1e9)
+        self.max_levels = max_levels
+        self.ticket_prefix = ticket_prefix
+        self._by_code: dict[str, str] = {}
+        for c in coins:
+            self._by_code[f"{QUOTE}-{c}"] = c
+            self._by_code[f"{QUOTE}-{c}.{depth}"] = c  # tolerate an echoed depth suffix
+
+    # -- connection ------------------------------------------------------------
+    def codes(self, symbols: Sequence[str]) -> list[str]:
+        coins = dict.fromkeys([*(s.upper() for s in symbols), FX])
+        return [f"{QUOTE}-{c}.{self.depth}" for c in coins]
+
+    def ws_url(self, base_ws_url: str, symbols: Sequence[str]) -> str:
+        """``base_ws_url`` is the full ``.../websocket/v1`` URL."""
+        return base_ws_url
+
+    def subscribe_messages(self, symbols: Sequence[str]) -> list[str | bytes]:
+        """One request: a fresh ticket and one orderbook type with every code.
+
+        A new request replaces the connection's subscription set, so a
+        reconnect simply sends this again.
+        """
+        req = [{"ticket": f"{self.ticket_prefix}-{uuid.uuid4()}"},
+               {"type": "orderbook", "codes": self.codes(symbols)}]
+        return [json.dumps(req, separators=(",", ":"))]  # a text frame, as Upbit expects
+
+    def reset(self) -> None:
+        pass  # every frame is a full snapshot: no per-connection state
+
+    # -- parsing ---------------------------------------------------------------
+    def parse(self, frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
+        try:
+            return self._parse(frame, recv_ts_ns)
+        except BadFrame:
+            raise
+        except Exception as e:  # a parser bug must not kill the feed
+            raise BadFrame(PARSER_ERROR, type(e).__name__) from None
+
+    def _parse(self, frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
+        msg = decode_json(frame)
+        if type(msg) is not dict:
+            raise BadFrame(BAD_SHAPE, "frame is not a JSON object")
+        typ = msg.get("type")
+        if typ != "orderbook":
+            return self._not_orderbook(msg, typ)
+        code = msg.get("code")
+        if code is None:
+            raise BadFrame(MISSING_FIELD, "code")
+        coin = self._by_code.get(code) if type(code) is str else None
+        if coin is None:
+            raise BadFrame(UNKNOWN_SYMBOL, str(code)[:32])
+        ts = msg.get("timestamp")
+        if ts is None:
+            raise BadFrame(MISSING_FIELD, "timestamp")
+        if type(ts) is not int:
+            raise BadFrame(BAD_NUMBER, "timestamp is not an integer")
+        exch_ns = ts * 1_000_000
+        check_age(exch_ns, recv_ts_ns, self.max_age_ns)
+        units = msg.get("orderbook_units")
+        if units is None:
+            raise BadFrame(MISSING_FIELD, "orderbook_units")
+        if type(units) is not list:
+            raise BadFrame(BAD_SHAPE, "orderbook_units is not a list")
+        units = units[: self.max_levels]
+        bid_px, bid_sz = _side(units, "bid_price", "bid_size")
+        ask_px, ask_sz = _side(units, "ask_price", "ask_size")
+        check_levels(bid_px, bid_sz, ask_px, ask_sz)
+        return BookTop(
+            venue=UPBIT, symbol=coin,
+            bid=bid_px[0], ask=ask_px[0], bid_size=bid_sz[0], ask_size=ask_sz[0],
+            bids=tuple(zip(bid_px, bid_sz, strict=True)), asks=tuple(zip(ask_px, ask_sz, strict=True)),
+            exch_ts_ns=exch_ns, recv_ts_ns=recv_ts_ns,
+        )
+
+    @staticmethod
+    def _not_orderbook(msg: dict[str, Any], typ: Any) -> None:
+        if typ is None:
+            if "status" in msg and len(msg) == 1:
+                return None  # {"status": "UP"}: keep-alive reply
+            if "error" in msg:
+                err = msg["error"]
+                name = err.get("name") if type(err) is dict else err
+                raise BadFrame(VENUE_ERROR, str(name)[:120])
+            if msg.get("method") == "LIST_SUBSCRIPTIONS":
+                return None
+            raise BadFrame(MISSING_FIELD, "type")
+        if type(typ) is str:
+            raise BadFrame(WRONG_TYPE, typ[:32])
+        raise BadFrame(BAD_SHAPE, "type is not a string")
