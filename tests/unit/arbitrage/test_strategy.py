@@ -270,3 +270,55 @@ def test_a_one_legged_pair_is_unwound_before_anything_else() -> None:
 def test_config_rejects_a_zero_pair_limit() -> None:
     with pytest.raises(ValueError, match="max_open_pairs_per_symbol"):
         StrategyConfig(max_open_pairs_per_symbol=0)
+
+
+def test_a_premium_spike_and_its_reversion_make_one_profitable_round_trip() -> None:
+    """Books -> baseline -> premium -> strategy -> planner -> (fills at the limits) -> portfolio."""
+    from arbitrage.baseline import BaselineConfig, PremiumBaseline
+    from arbitrage.planner import IntentPlanner, PlannerConfig
+    from arbitrage.premium import PremiumCalculator, mid_premium_pct
+    from arbitrage.venue_rules import BINANCE_TAKER_FEE, UPBIT_TAKER_FEE
+    from messages import BookTop
+
+    clock, portfolio, strategy = setup()
+    baseline = PremiumBaseline(BaselineConfig(time_constant_s=3600, warmup_samples=3, warmup_s=0,
+                                              max_step_pct=0.02), clock)
+    calc = PremiumCalculator(PremiumConfig(entry_threshold_pct=ENTRY, exit_threshold_pct=EXIT), clock)
+    planner = IntentPlanner(PlannerConfig(max_exposure_krw=5_000_000, slippage_pct=0.05), portfolio,
+                            lambda symbol: 1_000_000.0, clock)
+
+    def top(venue: str, symbol: str, bid: float, ask: float) -> BookTop:
+        return BookTop(venue=venue, symbol=symbol, bid=bid, ask=ask, bid_size=1.0, ask_size=1.0,
+                       recv_ts_ns=int(clock.t * 1e9))
+
+    def tick(upbit_bid: float) -> list[OrderIntent]:
+        clock.t += 1
+        up = top("upbit", "BTC", upbit_bid, upbit_bid + 100_000)
+        bn, fx = top("binance", "BTC", 99_990, 100_000), top("upbit", "USDT", 1399.5, 1400.5)
+        base = baseline.update("BTC", mid_premium_pct(up, bn, fx))
+        opp, _ = calc.evaluate(up, bn, fx, base)
+        if opp is None:
+            return []
+        intents = planner.plan(strategy.on_opportunity(opp))
+        for intent in intents:  # the venues fill every leg at its limit, taker fees charged
+            for leg in intent.legs:
+                fee = leg.qty * leg.price * (UPBIT_TAKER_FEE if leg.venue == "upbit" else BINANCE_TAKER_FEE * 1400)
+                portfolio.apply(OrderEvent(
+                    ts_ns=int(clock.t * 1e9), intent_id=intent.id, pair_id=intent.pair_id,
+                    action=intent.action, client_order_id=leg.client_order_id, venue=leg.venue,
+                    symbol="BTC", side=leg.side, status="filled", qty=leg.qty, price=leg.price,
+                    filled_qty=leg.qty, avg_price=leg.price, fee_krw=fee))
+        return intents
+
+    assert [tick(142_800_000) for _ in range(3)] == [[], [], []]  # warm-up at a ~2.04 % premium
+    (opened,) = tick(143_700_000)  # 2.64 %: ~0.6 % over the baseline
+    assert tick(143_700_000) == []  # the pair is open; one pair per symbol
+    (closed,) = tick(142_800_000)  # BUY_UPBIT premium 2.08 %: back within 0.05 % of the baseline
+
+    # qty 1,000,000 / 143,628,000 -> 0.00696; open 143,628,000 KRW / 100,050 USDT,
+    # close 142,972,000 KRW / 99,940 USDT. KRW +4,565.76, USDT -0.7656 * 1400 = -1,071.84,
+    # fees 499.83 + 974.89 + 497.54 + 973.82 = 2,946.07  ->  547.85 KRW.
+    assert (opened.action, opened.direction, closed.action) == ("open", SELL_UPBIT, "close")
+    assert opened.legs[0].qty == closed.legs[0].qty == 0.00696
+    assert portfolio.realized_pnl_krw == pytest.approx(547.85, abs=0.01)
+    assert (portfolio.trades_opened, portfolio.trades_closed, portfolio.exposure_krw) == (1, 1, 0.0)
