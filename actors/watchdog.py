@@ -37,7 +37,9 @@ class WatchdogActor(RoleActor):
                                wd.min_recycle_interval_s, time.monotonic)
         self.longrun = LongRunTester(enabled=cfg.longrun.enabled, interval_loops=cfg.longrun.interval_loops,
                                      now=time.monotonic,
-                                     latency_sustain_s=wd.latency_degradation_sustain_s)
+                                     latency_sustain_s=wd.latency_degradation_sustain_s,
+                                     # 360 samples x 8 checks x 0.25 s: drift over ~12 minutes.
+                                     stride=8)
         self.ws_lag_ms: dict[str, float] = {}
         self.recycling: dict[str, str] = {}
         self.degraded = False
