@@ -378,16 +378,18 @@ class Portfolio:
 
         prev = book.view
         pnl = krw + usdt * (book.fx_close or entry_fx) - fees if state == CLOSED else None
-        if prev is not None and prev.realized_pnl_krw is not None and book.day is not None:
-            self._realized -= prev.realized_pnl_krw
-            self._daily[book.day] -= prev.realized_pnl_krw
-        if pnl is None:
-            book.day, book.closed_ns = None, 0
-        else:
-            if book.day is None:
-                book.day, book.closed_ns = self._day(ts_ns), ts_ns
-            self._realized += pnl
-            self._daily[book.day] = self._daily.get(book.day, 0.0) + pnl
+        old = prev.realized_pnl_krw if prev is not None else None
+        if pnl != old:  # touch the totals only on a change, so repeats leave them bit-identical
+            if old is not None and book.day is not None:
+                self._realized -= old
+                self._daily[book.day] -= old
+            if pnl is None:
+                book.day, book.closed_ns = None, 0
+            else:
+                if book.day is None:
+                    book.day, book.closed_ns = self._day(ts_ns), ts_ns
+                self._realized += pnl
+                self._daily[book.day] = self._daily.get(book.day, 0.0) + pnl
         self._closed += (state == CLOSED) - (prev is not None and prev.state == CLOSED)
         self._opened += had_open_fill - book.counted_open
         book.counted_open = had_open_fill

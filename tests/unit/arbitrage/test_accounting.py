@@ -342,3 +342,15 @@ def test_rebuild_after_a_round_trip_reproduces_pnl_and_counts() -> None:
 
     assert restarted.snapshot() == recorder.snapshot()
     assert (restarted.trades_opened, restarted.trades_closed, restarted.open_pairs) == (2, 1, 1)
+
+
+def test_repeated_events_after_a_close_leave_the_totals_bit_identical() -> None:
+    p = Portfolio(Clock(), fx_krw_per_usdt=1400)
+    opened(p)
+    closed(p)
+    before = (p.realized_pnl_krw, p.daily_pnl_krw())
+
+    closed(p)
+    opened(p)
+
+    assert (p.realized_pnl_krw, p.daily_pnl_krw()) == before
