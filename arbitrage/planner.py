@@ -9,7 +9,11 @@
   portfolio's committed exposure); the planner reserves each intent in the
   portfolio as it issues it, so the next plan sees it at once. Exposure is
   valued at the Upbit open limit price, exactly as the portfolio values it,
-  so the cap holds to the won.
+  so the cap holds to the won. An optional ``exposure_limit_krw`` callable
+  (``AdvancedPositionManager.exposure_limit_krw``, lowered while exposure grows
+  fast) can only lower the cap, never raise it. Feeding the manager back
+  (``record_trade(intent.notional_krw)``) is the caller's: the planner does not
+  know which intents the guard lets through.
 - Close: the pair's hedged quantity on both venues, priced from the close
   direction's quote. Closes and unwinds reduce exposure and are never capped.
 - Unwind: one leg on one venue, priced from the side of the book it trades
@@ -77,8 +81,12 @@ def client_order_id(intent_id: str, leg: int) -> str:
 
 
 def sizer_from_manager(manager: Any, volatility: Callable[[str], float],
-                       risk_mode: Callable[[], str]) -> Sizer:
-    """Adapt ``AdvancedPositionManager.get_dynamic_position_size`` to a :data:`Sizer`."""
+                       risk_mode: Callable[[], str | None]) -> Sizer:
+    """Adapt ``AdvancedPositionManager.get_dynamic_position_size`` to a :data:`Sizer`.
+
+    ``risk_mode`` returns ``normal``/``cautious``/``extreme`` (the rebalancer's
+    mode), or None to let the manager derive it from its smoothed volatility.
+    """
     def size(symbol: str) -> float:
         return float(manager.get_dynamic_position_size(volatility_estimate=volatility(symbol),
                                                        risk_mode=risk_mode()))
@@ -100,12 +108,14 @@ class IntentPlanner:
 
     def __init__(self, config: PlannerConfig, portfolio: Portfolio, size_krw: Sizer,
                  now: Callable[[], float], *, multiplier: Callable[[], float] | None = None,
+                 exposure_limit_krw: Callable[[], float] | None = None,
                  ids: Callable[[], str] = new_id) -> None:
         self.config = config
         self.portfolio = portfolio
         self.size_krw = size_krw
         self.now = now
         self.multiplier = multiplier
+        self.exposure_limit_krw = exposure_limit_krw
         self.ids = ids
 
     def plan(self, signals: Iterable[Signal]) -> list[OrderIntent]:
@@ -132,10 +142,12 @@ class IntentPlanner:
         size = self.size_krw(sym) * (max(0.0, self.multiplier()) if self.multiplier else 1.0)
         if not size > 0:
             return None, "position size is zero"
-        room = cfg.max_exposure_krw - self.portfolio.committed_exposure_krw()
-        budget = min(size, room)
-        if budget <= 0:
-            return None, f"exposure cap reached ({cfg.max_exposure_krw:.0f} KRW incl. in-flight opens)"
+        cap = cfg.max_exposure_krw
+        if self.exposure_limit_krw is not None:
+            cap = min(cap, self.exposure_limit_krw())
+        budget = min(size, cap - self.portfolio.committed_exposure_krw())
+        if not budget > 0:
+            return None, f"exposure cap reached ({cap:.0f} KRW incl. in-flight opens)"
         qty = common_qty(min(sig.qty, budget / up_px), sym)
         if qty * up_px > budget:  # float noise in the lot rounding must not cost the cap
             qty = common_qty(qty - BINANCE_FILTERS[sym].step_size, sym)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from arbitrage.accounting import OPENING, Portfolio
 from arbitrage.planner import IntentPlanner, PlannerConfig, client_order_id, sizer_from_manager
+from arbitrage.position_adv import AdvancedPositionManager
 from arbitrage.strategy import Signal
 from messages import BUY_UPBIT, SELL_UPBIT, DirectionQuote, Opportunity, OrderEvent, OrderIntent
 
@@ -244,14 +245,31 @@ def test_an_unwind_is_one_leg_priced_against_the_side_of_the_book_it_takes(venue
     assert intent.action == "unwind"
 
 
-def test_position_manager_sizing_is_adapted_to_a_sizer() -> None:
-    class Manager:
-        def get_dynamic_position_size(self, volatility_estimate: float, risk_mode: str) -> float:
-            return 100_000.0 * (0.5 if risk_mode == "cautious" else 1.0) * (1 + volatility_estimate)
+def test_the_advanced_position_manager_sizes_opens() -> None:
+    # base 1,000,000 x risk (normal 1.0, cautious 0.6) x regime (RANGING 0.8 until it has seen a trend)
+    manager = AdvancedPositionManager(base_position_size_krw=1_000_000, max_exposure_krw=5_000_000)
+    mode = "normal"
+    size = sizer_from_manager(manager, volatility=lambda symbol: 0.1, risk_mode=lambda: mode)
+    clock, _, planner = setup()
+    planner.size_krw = size
 
-    size = sizer_from_manager(Manager(), volatility=lambda symbol: 0.2, risk_mode=lambda: "cautious")
+    assert size("BTC") == pytest.approx(800_000)
+    mode = "cautious"
+    assert size("BTC") == pytest.approx(480_000)
+    intent, _ = planner.plan_one(open_signal(clock))
+    assert intent.legs[0].qty == 0.00334  # 480,000 / 143,428,000 = 0.0033466
 
-    assert size("BTC") == pytest.approx(60_000.0)
+
+def test_a_lowered_exposure_limit_lowers_the_cap_but_never_raises_it() -> None:
+    clock, portfolio, planner = setup(size_krw=1_000_000, max_exposure_krw=600_000)
+    planner.exposure_limit_krw = lambda: 300_000.0
+    low, _ = planner.plan_one(open_signal(clock, "p1"))
+    planner.exposure_limit_krw = lambda: 10_000_000.0
+
+    high, _ = planner.plan_one(open_signal(clock, "p2"))
+
+    assert low.notional_krw <= 300_000
+    assert low.notional_krw + high.notional_krw <= 600_000
 
 
 # -- the cap under any sequence of opens and fills ----------------------------------------------
