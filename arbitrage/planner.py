@@ -45,7 +45,7 @@ from arbitrage.venue_rules import (
     round_upbit_qty,
 )
 from messages.base import new_id
-from messages.trading import SELL_UPBIT, OrderIntent, OrderLeg
+from messages.trading import SELL_UPBIT, DirectionQuote, OrderIntent, OrderLeg
 
 Sizer = Callable[[str], float]  # symbol -> position size in KRW
 PlanResult = tuple[OrderIntent | None, str]  # (intent, "") or (None, why it was dropped)
@@ -103,6 +103,14 @@ def _limit(venue: str, side: str, price: float, slippage_pct: float, symbol: str
     return round_limit(venue, side, moved, symbol)
 
 
+def _pair_limits(direction: str, quote: DirectionQuote, slippage_pct: float,
+                 symbol: str) -> tuple[str, float, str, float]:
+    """(upbit side, upbit limit, binance side, binance limit) for a pair trade in ``direction``."""
+    up_side, bn_side = _sides(direction)
+    return (up_side, _limit(UPBIT, up_side, quote.upbit_price, slippage_pct, symbol),
+            bn_side, _limit(BINANCE, bn_side, quote.binance_price, slippage_pct, symbol))
+
+
 class IntentPlanner:
     """Turns signals into intents and reserves them in ``portfolio``. ``now`` returns seconds."""
 
@@ -136,9 +144,7 @@ class IntentPlanner:
         cfg, sym, q = self.config, sig.symbol, sig.quote
         if q is None:
             return None, "open signal without a quote"
-        up_side, bn_side = _sides(sig.direction)
-        up_px = _limit(UPBIT, up_side, q.upbit_price, cfg.slippage_pct, sym)
-        bn_px = _limit(BINANCE, bn_side, q.binance_price, cfg.slippage_pct, sym)
+        up_side, up_px, bn_side, bn_px = _pair_limits(sig.direction, q, cfg.slippage_pct, sym)
         size = self.size_krw(sym) * (max(0.0, self.multiplier()) if self.multiplier else 1.0)
         if not size > 0:
             return None, "position size is zero"
@@ -163,9 +169,7 @@ class IntentPlanner:
         pair = self.portfolio.pair(sig.pair_id)
         if pair is None or pair.state != OPEN or q is None:
             return None, f"pair {sig.pair_id} is not open"
-        up_side, bn_side = _sides(sig.direction)
-        up_px = _limit(UPBIT, up_side, q.upbit_price, cfg.slippage_pct, sym)
-        bn_px = _limit(BINANCE, bn_side, q.binance_price, cfg.slippage_pct, sym)
+        up_side, up_px, bn_side, bn_px = _pair_limits(sig.direction, q, cfg.slippage_pct, sym)
         qty = common_qty(min(sig.qty, pair.qty), sym)
         if qty <= 0 or not meets_minimums(sym, qty, up_px, bn_px):
             return None, f"close of {qty:g} {sym} is below the venue minimums"
