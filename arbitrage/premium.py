@@ -16,9 +16,10 @@ minus both venues' taker fees (0.15 % together): the fees of the opening
 pair. The closing pair pays them again, so ``entry_threshold_pct`` should
 cover at least those (the default does) plus the profit wanted.
 
-Measured on this machine (``test_evaluate_is_fast_enough_for_every_quote``,
-10 levels per side, all walked): about 15 µs per ``evaluate`` call, plain
-Python, Opportunity construction included.
+Measured on this machine (``pytest -s tests/unit/arbitrage/test_premium.py -k fast``,
+10 levels per side, all walked): 11-14 µs per ``evaluate`` call, plain Python,
+Opportunity construction included (each walk ~1.5 µs; the rest is tick/lot
+rounding and building the three frozen messages).
 """
 
 from __future__ import annotations
