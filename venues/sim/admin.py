@@ -1,0 +1,133 @@
+"""Admin API (loopback only): orders, balances, faults and market nudges.
+
+=======  ===============  ===========================================================
+GET      /_sim/orders     every order ever received (``?venue=upbit|binance``)
+GET      /_sim/balances   ``{"upbit": {ASSET: {"free", "locked"}}, "binance": {...}}``
+GET      /_sim/fault      active faults
+POST     /_sim/fault      ``{"venue", "kind", "seconds", ...}`` (see ``faults.py``)
+DELETE   /_sim/fault      clear every fault
+GET      /_sim/market     model state (premium, fx, USD prices, best bid/ask per book)
+POST     /_sim/market     ``{"premium_pct"?, "baseline_pct"?, "fx"?, "usd": {COIN: price}?,
+                          "usd_move_pct"?}``: applied now, books rebuilt, crossed
+                          resting orders filled before the reply
+=======  ===============  ===========================================================
+
+Bad bodies get 400 with a one-line ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from venues.sim.core import SimCore
+from venues.sim.faults import FaultError, parse_fault
+from venues.sim.rest_common import json_response
+
+_MARKET_KEYS = {"premium_pct", "baseline_pct", "fx", "usd", "usd_move_pct"}
+
+
+def _bad(message: str, status: int = 400) -> web.Response:
+    return json_response({"error": message}, status=status)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+class Admin:
+    def __init__(self, core: SimCore, droppers: dict[str, Callable[[bool], int]]) -> None:
+        self.core = core
+        self.droppers = droppers
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/_sim/orders", self.orders), web.get("/_sim/balances", self.balances),
+            web.get("/_sim/fault", self.faults), web.post("/_sim/fault", self.set_fault),
+            web.delete("/_sim/fault", self.clear_faults),
+            web.get("/_sim/market", self.market), web.post("/_sim/market", self.nudge),
+        ]
+
+    @web.middleware
+    async def loopback_only(self, request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if not _is_loopback(request.remote):
+            return _bad("admin is loopback-only", 403)
+        return await handler(request)
+
+    async def orders(self, request: web.Request) -> web.Response:
+        venue = request.query.get("venue")
+        if venue not in (None, "upbit", "binance"):
+            return _bad("venue must be upbit or binance")
+        return json_response(self.core.order_records(venue))
+
+    async def balances(self, request: web.Request) -> web.Response:
+        return json_response(self.core.balances())
+
+    async def faults(self, request: web.Request) -> web.Response:
+        return json_response(self.core.faults.view(self.core.mono()))
+
+    @staticmethod
+    async def _body(request: web.Request) -> Any:
+        try:
+            return json.loads(await request.text())
+        except ValueError:
+            raise FaultError("body is not valid JSON") from None
+
+    async def set_fault(self, request: web.Request) -> web.Response:
+        try:
+            venue, kind, seconds, params = parse_fault(await self._body(request))
+        except FaultError as exc:
+            return _bad(str(exc))
+        fault = self.core.faults.set(venue, kind, seconds, params, self.core.mono())
+        out: dict[str, Any] = {"ok": True, "fault": fault.view(self.core.mono())}
+        if kind == "drop":
+            out["dropped"] = self.droppers[venue](bool(params.get("graceful", False)))
+        return json_response(out)
+
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        return json_response({"ok": True, "cleared": self.core.faults.clear()})
+
+    async def market(self, request: web.Request) -> web.Response:
+        return json_response(self.core.market_view())
+
+    async def nudge(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+        except FaultError as exc:
+            return _bad(str(exc))
+        if not isinstance(body, dict) or not body:
+            return _bad("body must be a non-empty JSON object")
+        unknown = sorted(set(body) - _MARKET_KEYS)
+        if unknown:
+            return _bad(f"unknown field '{unknown[0]}' (allowed: {', '.join(sorted(_MARKET_KEYS))})")
+        kwargs: dict[str, Any] = {}
+        for key in ("premium_pct", "baseline_pct", "fx", "usd_move_pct"):
+            if key in body:
+                value = body[key]
+                if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                    return _bad(f"'{key}' must be a number")
+                if key == "fx" and value <= 0:
+                    return _bad("'fx' must be > 0")
+                if key == "usd_move_pct" and value <= -100:
+                    return _bad("'usd_move_pct' must be > -100")
+                kwargs[key] = float(value)
+        if "usd" in body:
+            usd = body["usd"]
+            if not isinstance(usd, dict) or not all(
+                    c in self.core.coins and not isinstance(p, bool) and isinstance(p, int | float) and p > 0
+                    for c, p in usd.items()):
+                return _bad(f"'usd' must map simulated coins ({', '.join(self.core.coins)}) to prices > 0")
+            kwargs["usd"] = {c: float(p) for c, p in usd.items()}
+        self.core.model.nudge(**kwargs)
+        self.core.refresh(trades=False)
+        return json_response(self.core.market_view())

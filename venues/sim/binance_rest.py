@@ -1,0 +1,403 @@
+"""Binance spot REST (``/api/v3``): market data, account and orders, HMAC-signed.
+
+Errors are HTTP 400/401 with ``{"code", "msg"}``; 429 carries ``Retry-After``;
+every reply carries ``X-MBX-USED-WEIGHT-1M``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import string
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from arbitrage.venue_rules import BINANCE, BINANCE_FILTERS
+from venues.sim import binance_format as fmt
+from venues.sim.auth import binance_verify
+from venues.sim.core import SimCore
+from venues.sim.engine import OrderRejected, SimOrder
+from venues.sim.faults import WeightWindow
+from venues.sim.rest_common import dumps, json_response, venue_middleware
+
+_CID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+_NUM_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+_WEIGHTS = {"exchangeInfo": 20, "account": 20, "openOrders": 6, "order": 4, "time": 1, "ping": 1,
+            "ticker/bookTicker": 2, "ticker/24hr": 2, "ticker/price": 2, "order/test": 1}
+MAX_RECV_WINDOW = 60_000
+
+
+class BinanceError(Exception):
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.status = code, msg, status
+
+
+def _missing(name: str) -> BinanceError:
+    return BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+
+
+def _on_step(value: float, step: float) -> bool:
+    units = value / step
+    return abs(units - round(units)) < 1e-6
+
+
+class BinanceRest:
+    def __init__(self, core: SimCore) -> None:
+        self.core = core
+        self.engine = core.engines[BINANCE]
+        self.api_key = core.keys["binance"]["apiKey"]
+        self.secret = core.keys["binance"]["secret"]
+        self.weights = WeightWindow()
+        self._next_order_id = 10_000_001
+        self._rng = random.Random(core.config.seed * 104729 + 3)
+        self.symbols = {core.books[BINANCE][c].market_id: c for c in core.coins}
+
+    def routes(self) -> list[web.RouteDef]:
+        p = "/api/v3/"
+        return [
+            web.get(p + "ping", self.ping), web.get(p + "time", self.time),
+            web.get(p + "exchangeInfo", self.exchange_info), web.get(p + "depth", self.depth),
+            web.get(p + "ticker/bookTicker", self.book_ticker), web.get(p + "ticker/price", self.ticker_price),
+            web.get(p + "ticker/24hr", self.ticker_24hr),
+            web.get(p + "account", self.account),
+            web.post(p + "order", self.new_order), web.post(p + "order/test", self.test_order),
+            web.get(p + "order", self.get_order), web.delete(p + "order", self.cancel_order),
+            web.get(p + "openOrders", self.open_orders), web.delete(p + "openOrders", self.cancel_all),
+        ]
+
+    def middleware(self) -> Any:
+        return venue_middleware(self.core, BINANCE, too_many=self._too_many, server_error=self._server_error,
+                                decorate=self._decorate)
+
+    def _too_many(self, retry_after: float) -> web.Response:
+        limit = self.core.config.rest_rate_limit_per_s
+        body = {"code": -1003, "msg": f"Too many requests; current limit is {limit:g} requests per SECOND. "
+                                      "Please use WebSocket Streams for live updates to avoid polling the API."}
+        return web.Response(status=429, text=dumps(body), content_type="application/json",
+                            headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+    @staticmethod
+    def _server_error(status: int) -> web.Response:
+        if status == 500:
+            body = {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}
+            return web.Response(status=500, text=dumps(body), content_type="application/json")
+        return web.Response(status=status, text=f"<html><body><h1>{status} Service Unavailable</h1></body></html>",
+                            content_type="text/html")
+
+    def _decorate(self, request: web.Request, response: web.StreamResponse, now: float) -> None:
+        weight = int(request.get("weight", _WEIGHTS.get(request.path.removeprefix("/api/v3/"), 1)))
+        response.headers["X-MBX-USED-WEIGHT-1M"] = str(self.weights.add(now, weight))
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def _params(self, request: web.Request) -> tuple[dict[str, str], str]:
+        raw_body = (await request.text()) if request.can_read_body else ""
+        raw_query = request.rel_url.raw_query_string
+        params = dict(parse_qsl(raw_query, keep_blank_values=True))
+        params.update(parse_qsl(raw_body, keep_blank_values=True))
+        return params, raw_body
+
+    async def _signed(self, request: web.Request) -> dict[str, str]:
+        key = request.headers.get("X-MBX-APIKEY")
+        if not key:
+            raise BinanceError(-2014, "API-key format invalid.", 401)
+        if key != self.api_key:
+            raise BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        params, raw_body = await self._params(request)
+        if "signature" not in params:
+            raise _missing("signature")
+        if not binance_verify(self.secret, request.rel_url.raw_query_string, raw_body):
+            raise BinanceError(-1022, "Signature for this request is not valid.")
+        if not params.get("timestamp", "").isdigit():
+            raise _missing("timestamp")
+        recv = params.get("recvWindow", "5000")
+        try:
+            recv_ms = float(recv)
+        except ValueError:
+            raise _missing("recvWindow") from None
+        if recv_ms > MAX_RECV_WINDOW:
+            raise BinanceError(-1131, f"recvWindow must be less than {MAX_RECV_WINDOW}")
+        ts, server = int(params["timestamp"]), int(time.time() * 1000)
+        if not (ts < server + 1000 and server - ts <= recv_ms):
+            raise BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
+        return params
+
+    async def _run(self, request: web.Request, fn: Any, *, signed: bool) -> web.Response:
+        try:
+            params = await self._signed(request) if signed else (await self._params(request))[0]
+            return fn(request, params)
+        except BinanceError as exc:
+            return json_response({"code": exc.code, "msg": exc.msg}, status=exc.status)
+
+    def _coin(self, params: dict[str, str], required: bool = True) -> str | None:
+        sym = params.get("symbol")
+        if not sym:
+            if required:
+                raise _missing("symbol")
+            return None
+        if sym not in self.symbols:
+            raise BinanceError(-1121, "Invalid symbol.")
+        return self.symbols[sym]
+
+    # -- public ---------------------------------------------------------------------
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return json_response({})
+
+    async def time(self, request: web.Request) -> web.Response:
+        return json_response({"serverTime": int(time.time() * 1000)})
+
+    async def exchange_info(self, request: web.Request) -> web.Response:
+        def run(_req: web.Request, params: dict[str, str]) -> web.Response:
+            wanted = list(self.symbols)
+            if params.get("symbol"):
+                self._coin(params)
+                wanted = [params["symbol"]]
+            elif params.get("symbols"):
+                names = [s.strip().strip('"') for s in params["symbols"].strip("[]").split(",") if s.strip()]
+                for s in names:
+                    self._coin({"symbol": s})
+                wanted = names
+            model = self.core.model
+            return json_response({
+                "timezone": "UTC", "serverTime": int(time.time() * 1000),
+                "rateLimits": [
+                    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+                    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+                    {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}],
+                "exchangeFilters": [],
+                "symbols": [fmt.symbol_info(self.symbols[s], model.config.usd_price(self.symbols[s])) for s in wanted],
+            })
+        return await self._run(request, run, signed=False)
+
+    async def depth(self, request: web.Request) -> web.Response:
+        def run(req: web.Request, params: dict[str, str]) -> web.Response:
+            coin = self._coin(params)
+            try:
+                limit = int(params.get("limit", "100"))
+            except ValueError:
+                raise _missing("limit") from None
+            limit = max(1, min(5000, limit))
+            req["weight"] = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+            return json_response(fmt.depth_snapshot(self.core.books[BINANCE][str(coin)], limit))
+        return await self._run(request, run, signed=False)
+
+    def _tickers(self, params: dict[str, str], build: Any) -> web.Response:
+        coin = self._coin(params, required=False)
+        coins = [coin] if coin else list(self.core.coins)
+        out = [build(self.core.books[BINANCE][c], c) for c in coins]
+        return json_response(out[0] if coin else out)
+
+    async def book_ticker(self, request: web.Request) -> web.Response:
+        def build(book: Any, _c: str) -> dict[str, Any]:
+            bt = fmt.book_ticker(book) or {}
+            return {"symbol": book.market_id, "bidPrice": bt.get("b"), "bidQty": bt.get("B"),
+                    "askPrice": bt.get("a"), "askQty": bt.get("A")}
+        return await self._run(request, lambda _r, p: self._tickers(p, build), signed=False)
+
+    async def ticker_price(self, request: web.Request) -> web.Response:
+        def build(book: Any, c: str) -> dict[str, Any]:
+            return {"symbol": book.market_id, "price": fmt.s8(self.core.tapes[BINANCE].stats[c].last)}
+        return await self._run(request, lambda _r, p: self._tickers(p, build), signed=False)
+
+    async def ticker_24hr(self, request: web.Request) -> web.Response:
+        def build(book: Any, c: str) -> dict[str, Any]:
+            s = self.core.tapes[BINANCE].stats[c]
+            bid, ask = book.best_bid() or (0.0, 0.0), book.best_ask() or (0.0, 0.0)
+            now = int(time.time() * 1000)
+            change = s.last - s.open
+            return {"symbol": book.market_id, "priceChange": fmt.s8(change),
+                    "priceChangePercent": f"{100 * change / s.open:.3f}" if s.open else "0.000",
+                    "weightedAvgPrice": fmt.s8(s.quote_volume / s.volume if s.volume else s.last),
+                    "prevClosePrice": fmt.s8(s.prev_close), "lastPrice": fmt.s8(s.last),
+                    "lastQty": fmt.s8(s.last_trade.qty if s.last_trade else 0.0),
+                    "bidPrice": fmt.s8(bid[0]), "bidQty": fmt.s8(bid[1]), "askPrice": fmt.s8(ask[0]),
+                    "askQty": fmt.s8(ask[1]), "openPrice": fmt.s8(s.open), "highPrice": fmt.s8(s.high),
+                    "lowPrice": fmt.s8(s.low), "volume": fmt.s8(s.volume), "quoteVolume": fmt.s8(s.quote_volume),
+                    "openTime": now - 86_400_000, "closeTime": now, "firstId": 0, "lastId": s.count,
+                    "count": s.count}
+        return await self._run(request, lambda _r, p: self._tickers(p, build), signed=False)
+
+    # -- private --------------------------------------------------------------------
+
+    async def account(self, request: web.Request) -> web.Response:
+        def run(_req: web.Request, params: dict[str, str]) -> web.Response:
+            omit = params.get("omitZeroBalances", "false").lower() == "true"
+            balances = [{"asset": a, "free": fmt.s8(v["free"]), "locked": fmt.s8(v["locked"])}
+                        for a, v in self.core.accounts[BINANCE].view().items()
+                        if not omit or v["free"] > 0 or v["locked"] > 0]
+            rate = fmt.s8(self.engine.fee_rate)
+            return json_response({
+                "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
+                "commissionRates": {"maker": rate, "taker": rate, "buyer": fmt.s8(0), "seller": fmt.s8(0)},
+                "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
+                "requireSelfTradePrevention": False, "preventSor": False,
+                "updateTime": int(time.time() * 1000), "accountType": "SPOT", "balances": balances,
+                "permissions": ["SPOT"], "uid": 354937868})
+        return await self._run(request, run, signed=True)
+
+    async def new_order(self, request: web.Request) -> web.Response:
+        return await self._run(request, lambda _r, p: self._create(p, test=False), signed=True)
+
+    async def test_order(self, request: web.Request) -> web.Response:
+        return await self._run(request, lambda _r, p: self._create(p, test=True), signed=True)
+
+    def _gen_cid(self, prefix: str = "") -> str:
+        return prefix + "".join(self._rng.choice(string.ascii_letters + string.digits) for _ in range(22))
+
+    def _create(self, params: dict[str, str], test: bool) -> web.Response:
+        coin = self._coin(params)
+        assert coin is not None
+        cid = params.get("newClientOrderId") or self._gen_cid()
+        order = SimOrder(venue=BINANCE, order_id=str(self._next_order_id), client_order_id=cid, coin=coin,
+                         market_id=params["symbol"], side=params.get("side", "").lower(),
+                         type=params.get("type", "").lower(), ts_ns=time.time_ns())
+        try:
+            self._terms(order, params)
+            existing = self.engine.by_client.get(cid)
+            if existing is not None and existing.is_open:
+                raise BinanceError(-2010, "Duplicate order sent.")
+        except BinanceError as exc:
+            if not test:
+                self._next_order_id += 1
+                self.engine.record_rejected(order, exc.msg)
+                self.engine.remember(order)
+            raise
+        if test:
+            return json_response({})
+        self._next_order_id += 1
+        deny = self.core.faults.active(BINANCE, "insufficient_funds", self.core.mono()) is not None
+        try:
+            self.engine.submit(order, deny_funds=deny)
+        except OrderRejected as exc:
+            if exc.reason == "would_take":
+                raise BinanceError(-2010, "Order would immediately match and take.") from None
+            raise BinanceError(-2010, "Account has insufficient balance for requested action.") from None
+        if order.fills:
+            self.core.notify_book(BINANCE, coin)
+        return json_response(fmt.order_new(order, order.meta["resp_type"]))
+
+    def _decimal(self, params: dict[str, str], name: str) -> float:
+        raw = params.get(name)
+        if raw is None or raw == "":
+            raise _missing(name)
+        if not _NUM_RE.match(raw):
+            raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
+                                      "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
+        return float(raw)
+
+    def _terms(self, order: SimOrder, params: dict[str, str]) -> None:
+        if order.client_order_id and not _CID_RE.match(order.client_order_id):
+            raise BinanceError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is "
+                                      "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+        if "side" not in params:
+            raise _missing("side")
+        if order.side not in ("buy", "sell"):
+            raise BinanceError(-1117, "Invalid side.")
+        if "type" not in params:
+            raise _missing("type")
+        otype = params["type"]
+        if otype not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
+            raise BinanceError(-1116, "Invalid orderType.")
+        resp = params.get("newOrderRespType") or ("FULL" if otype == "MARKET" else "FULL")
+        if resp not in ("ACK", "RESULT", "FULL"):
+            raise BinanceError(-1100, "Illegal characters found in parameter 'newOrderRespType'.")
+        order.meta.update(order_type=otype, resp_type=resp)
+        f = BINANCE_FILTERS[order.coin]
+        lot_max, market_max = fmt.max_qty(order.coin, self.core.config.usd_price(order.coin))
+        if otype == "MARKET":
+            order.type = "market"
+            order.tif = "IOC"
+            order.meta["time_in_force"] = "GTC"
+            has_q, has_c = bool(params.get("quantity")), bool(params.get("quoteOrderQty"))
+            if has_q == has_c:
+                raise _missing("quantity") if not has_q else BinanceError(
+                    -1106, "Parameter 'quoteOrderQty' sent when not required.")
+            book = self.core.books[BINANCE][order.coin]
+            ref = book.mid
+            if has_q:
+                order.qty = self._decimal(params, "quantity")
+                if order.qty < f.min_qty - 1e-12 or not _on_step(order.qty, f.step_size):
+                    raise BinanceError(-1013, "Filter failure: LOT_SIZE")
+                if order.qty > market_max + 1e-12:
+                    raise BinanceError(-1013, "Filter failure: MARKET_LOT_SIZE")
+                notional = order.qty * ref
+            else:
+                order.quote_qty = self._decimal(params, "quoteOrderQty")
+                notional = order.quote_qty
+            if notional < f.min_notional - 1e-9:
+                raise BinanceError(-1013, "Filter failure: NOTIONAL")
+            return
+        order.type = "limit"
+        if otype == "LIMIT":
+            tif = params.get("timeInForce")
+            if not tif:
+                raise _missing("timeInForce")
+            if tif not in ("GTC", "IOC", "FOK"):
+                raise BinanceError(-1115, "Invalid timeInForce.")
+            order.tif = tif
+            order.meta["time_in_force"] = tif
+        else:
+            if params.get("timeInForce"):
+                raise BinanceError(-1106, "Parameter 'timeInForce' sent when not required.")
+            order.tif = "POST_ONLY"
+            order.meta["time_in_force"] = "GTC"
+        order.qty = self._decimal(params, "quantity")
+        order.price = self._decimal(params, "price")
+        if order.price < f.tick_size - 1e-12 or order.price > fmt.MAX_PRICE or not _on_step(order.price, f.tick_size):
+            raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
+        if order.qty < f.min_qty - 1e-12 or order.qty > lot_max or not _on_step(order.qty, f.step_size):
+            raise BinanceError(-1013, "Filter failure: LOT_SIZE")
+        if order.price * order.qty < f.min_notional - 1e-9:
+            raise BinanceError(-1013, "Filter failure: NOTIONAL")
+
+    def _lookup(self, params: dict[str, str], code: int, msg: str) -> SimOrder:
+        coin = self._coin(params)
+        oid, cid = params.get("orderId"), params.get("origClientOrderId")
+        if not oid and not cid:
+            raise BinanceError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+        order = self.engine.orders.get(oid) if oid else self.engine.by_client.get(str(cid))
+        if order is None or order.status == "rejected" or order.coin != coin:
+            raise BinanceError(code, msg)
+        return order
+
+    async def get_order(self, request: web.Request) -> web.Response:
+        return await self._run(request, lambda _r, p: json_response(
+            fmt.order_query(self._lookup(p, -2013, "Order does not exist."))), signed=True)
+
+    async def cancel_order(self, request: web.Request) -> web.Response:
+        def run(_req: web.Request, params: dict[str, str]) -> web.Response:
+            order = self._lookup(params, -2011, "Unknown order sent.")
+            if not order.is_open:
+                raise BinanceError(-2011, "Unknown order sent.")
+            self.engine.cancel(order)
+            new_cid = params.get("newClientOrderId") or self._gen_cid()
+            return json_response(fmt.order_cancel(order, new_cid, order.client_order_id))
+        return await self._run(request, run, signed=True)
+
+    async def open_orders(self, request: web.Request) -> web.Response:
+        def run(req: web.Request, params: dict[str, str]) -> web.Response:
+            coin = self._coin(params, required=False)
+            req["weight"] = 6 if coin else 80
+            orders = [o for o in self.engine.open_orders.values() if coin is None or o.coin == coin]
+            return json_response([fmt.order_query(o) for o in orders])
+        return await self._run(request, run, signed=True)
+
+    async def cancel_all(self, request: web.Request) -> web.Response:
+        def run(_req: web.Request, params: dict[str, str]) -> web.Response:
+            coin = self._coin(params)
+            orders = [o for o in self.engine.open_orders.values() if o.coin == coin]
+            if not orders:
+                raise BinanceError(-2011, "Unknown order sent.")
+            out = []
+            for o in orders:
+                self.engine.cancel(o)
+                out.append(fmt.order_cancel(o, self._gen_cid(), o.client_order_id))
+            return json_response(out)
+        return await self._run(request, run, signed=True)

@@ -1,0 +1,63 @@
+"""What both venues' REST front ends share: fault injection, rate limiting, delays."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from venues.sim.core import SimCore
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+WS_PREFIXES = ("/ws", "/stream", "/websocket")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(text=dumps(obj), status=status, content_type="application/json")
+
+
+def venue_middleware(
+    core: SimCore,
+    venue: str,
+    *,
+    too_many: Callable[[float], web.Response],
+    server_error: Callable[[int], web.Response],
+    decorate: Callable[[web.Request, web.StreamResponse, float], None],
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """REST requests pass: http_error fault -> rate window -> handler -> delay fault -> headers.
+
+    WebSocket handshakes skip all of it (the WS hubs apply their own faults).
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(WS_PREFIXES):
+            return await handler(request)
+        now = core.mono()
+        fault = core.faults.active(venue, "http_error", now)
+        if fault is not None:
+            status = int(fault.params.get("status", 503))
+            return too_many(0.0) if status == 429 else server_error(status)
+        window = core.rest_windows[venue]
+        if not window.hit(now):
+            response: web.StreamResponse = too_many(window.retry_after(now))
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:  # 404/405 from the router: keep the venue's headers
+                response = web.Response(status=exc.status, text=exc.text or exc.reason,
+                                        content_type="text/plain")
+        delay = core.faults.active(venue, "delay", core.mono())
+        if delay is not None:
+            await asyncio.sleep(float(delay.params.get("delay_s", 0.0)))
+        decorate(request, response, now)
+        return response
+
+    return middleware
