@@ -1,0 +1,63 @@
+"""Fault bodies are validated; faults expire; rate windows slide."""
+
+from __future__ import annotations
+
+import pytest
+
+from venues.sim.faults import FaultBoard, FaultError, RateWindow, WeightWindow, parse_fault
+
+
+@pytest.mark.parametrize("body", [
+    {"venue": "upbit", "kind": "pause", "seconds": 2},
+    {"venue": "binance", "kind": "drop"},
+    {"venue": "binance", "kind": "drop", "seconds": 1, "graceful": True},
+    {"venue": "upbit", "kind": "malformed", "seconds": 0.5},
+    {"venue": "binance", "kind": "http_error", "seconds": 3, "status": 429},
+    {"venue": "upbit", "kind": "http_error", "seconds": 3},
+    {"venue": "binance", "kind": "delay", "seconds": 3, "delay_s": 0.2},
+    {"venue": "upbit", "kind": "insufficient_funds", "seconds": 10},
+])
+def test_valid_fault_bodies_parse(body: dict[str, object]) -> None:
+    venue, kind, seconds, params = parse_fault(body)
+    assert (venue, kind) == (body["venue"], body["kind"]) and seconds >= 0
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ([], "JSON object"),
+    ({"venue": "kraken", "kind": "pause", "seconds": 1}, "'venue'"),
+    ({"venue": "upbit", "kind": "explode", "seconds": 1}, "'kind'"),
+    ({"venue": "upbit", "kind": "pause"}, "'seconds' is required"),
+    ({"venue": "upbit", "kind": "pause", "seconds": -1}, "'seconds'"),
+    ({"venue": "upbit", "kind": "pause", "seconds": "2"}, "'seconds'"),
+    ({"venue": "upbit", "kind": "pause", "seconds": 1, "delay_s": 1}, "unknown field 'delay_s'"),
+    ({"venue": "upbit", "kind": "http_error", "seconds": 1, "status": 404}, "'status'"),
+    ({"venue": "upbit", "kind": "delay", "seconds": 1}, "'delay_s' is required"),
+])
+def test_invalid_fault_bodies_say_why(body: object, message: str) -> None:
+    with pytest.raises(FaultError, match=message):
+        parse_fault(body)
+
+
+def test_faults_expire_and_clear() -> None:
+    board = FaultBoard()
+    board.set("upbit", "pause", 2.0, {}, now=100.0)
+    assert board.active("upbit", "pause", 101.0) is not None
+    assert board.active("binance", "pause", 101.0) is None
+    assert board.active("upbit", "pause", 102.0) is None
+    board.set("upbit", "delay", 5.0, {"delay_s": 1.0}, now=0.0)
+    assert board.clear() == 1 and board.view(0.0) == []
+
+
+def test_rate_window_allows_the_limit_per_second() -> None:
+    window = RateWindow(3)
+    assert [window.hit(10.0), window.hit(10.1), window.hit(10.2), window.hit(10.3)] == [True, True, True, False]
+    assert window.remaining(10.3) == 0
+    assert window.retry_after(10.3) == pytest.approx(0.7)
+    assert window.hit(11.05)
+
+
+def test_weight_window_sums_the_last_minute() -> None:
+    weights = WeightWindow()
+    assert weights.add(0.0, 20) == 20
+    assert weights.add(30.0, 5) == 25
+    assert weights.add(61.0, 1) == 6
