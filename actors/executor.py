@@ -154,11 +154,16 @@ class ExecutorActor(RoleActor):
         evt = OrderEvent(intent_id=lg.intent_id, pair_id=lg.pair_id, action=lg.action,
                          client_order_id=lg.client_order_id, venue=lg.venue, symbol=lg.symbol, side=lg.side,
                          status=status, qty=lg.qty, price=lg.price, filled_qty=filled, avg_price=avg,
-                         fee_krw=fee_krw, reason=reason, origin_ts_ns=lg.origin_ts_ns)
+                         fee_krw=fee_krw, reason=reason, origin_ts_ns=lg.origin_ts_ns,
+                         fx=self._fx())
         self.ctx.publish(evt)
         if to_position:
             self.ctx.send("position", evt)
         return evt
+
+    def _fx(self) -> float:
+        b = self.books.get(("upbit", "USDT"))
+        return b.mid if b is not None else 0.0
 
     # -- restart safety ---------------------------------------------------------------
     def _reconcile(self) -> None:

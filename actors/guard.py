@@ -93,6 +93,9 @@ class GuardActor(RoleActor):
             halt_reason=self.state.halt_reason))
         c = self.ctx.counters
         c[key("g", "arbd_fail_closed_reasons")] = float(len(self.state.reasons()))
+        if self.fx:
+            c[key("g", "arbd_daily_pnl_usdt")] = (self.daily_pnl_krw or 0.0) / self.fx
+        c[key("g", "arbd_max_daily_loss_usdt")] = self.ctx.config.live_trading.max_daily_loss
 
     # -- inputs ----------------------------------------------------------------
     def _handle_fail_closed(self, msg: FailClosed) -> None:
@@ -151,8 +154,7 @@ class GuardActor(RoleActor):
                                     if self.fx else 0.0, fx=self.fx)
         if intent.origin_ts_ns:
             self.hist.observe(max(0.0, (time.time_ns() - intent.origin_ts_ns) / 1e9))
-        reason_label = decision.reason.split(":")[0].split(" ")[0] if not decision.allowed else "allowed"
-        self.ctx.count(key("c", "arbd_guard_decisions_total", result=reason_label))
+        self.ctx.count(key("c", "arbd_guard_decisions_total", result=self.risk.last_category or "unknown"))
         if decision.allowed:
             self.allowed += 1
             self.ctx.send("executor", decision)

@@ -48,6 +48,7 @@ class RiskGuard:
         self._blocked = 0
         self._session_stops = 0
         self._by_reason: Counter[str] = Counter()
+        self.last_category = ""  # of the latest decision: a stable label for metrics
 
     def decide(self, intent: OrderIntent, balance_usdt: float, daily_pnl_usdt: float,
                fx: float) -> GuardDecision:
@@ -65,6 +66,7 @@ class RiskGuard:
             category, reason, session_stop, scale = (
                 "internal_error", f"internal_error: {type(e).__name__}: {e}", False, 0.0)
         allowed = category == "allowed"
+        self.last_category = category
         if allowed:
             self._allowed += 1
         else:

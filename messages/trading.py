@@ -101,6 +101,7 @@ class OrderEvent(Message):
     fee_krw: float = 0.0
     reason: str = ""
     origin_ts_ns: int = 0
+    fx: float = 0.0  # KRW per USDT at the fill, so PnL rebuilt later uses the rate of the day
 
     def topic(self) -> str:
         return f"order.{self.venue}"

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS events (
   pair_id TEXT NOT NULL, action TEXT NOT NULL, client_order_id TEXT NOT NULL,
   venue TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, status TEXT NOT NULL,
   qty REAL NOT NULL, price REAL NOT NULL, filled_qty REAL NOT NULL, avg_price REAL NOT NULL,
-  fee_krw REAL NOT NULL, reason TEXT NOT NULL, origin_ts_ns INTEGER NOT NULL
+  fee_krw REAL NOT NULL, reason TEXT NOT NULL, origin_ts_ns INTEGER NOT NULL,
+  fx REAL NOT NULL DEFAULT 0
 );
 """
 
@@ -117,11 +118,11 @@ class Ledger:
         try:
             self.db.execute(
                 "INSERT INTO events (ts_ns, intent_id, pair_id, action, client_order_id, venue, symbol,"
-                " side, status, qty, price, filled_qty, avg_price, fee_krw, reason, origin_ts_ns)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " side, status, qty, price, filled_qty, avg_price, fee_krw, reason, origin_ts_ns, fx)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (evt.ts_ns, evt.intent_id, evt.pair_id, evt.action, evt.client_order_id, evt.venue,
                  evt.symbol, evt.side, evt.status, evt.qty, evt.price, evt.filled_qty, evt.avg_price,
-                 evt.fee_krw, evt.reason, evt.origin_ts_ns))
+                 evt.fee_krw, evt.reason, evt.origin_ts_ns, evt.fx))
             self.db.execute(
                 "UPDATE orders SET status=?, filled_qty=?, avg_price=?, fee_krw=?, reason=?,"
                 " venue_order_id=CASE WHEN ?='' THEN venue_order_id ELSE ? END, updated_ns=?"
@@ -154,11 +155,18 @@ class Ledger:
     def events(self) -> Iterator[OrderEvent]:
         for r in self.db.execute(
                 "SELECT ts_ns, intent_id, pair_id, action, client_order_id, venue, symbol, side, status,"
-                " qty, price, filled_qty, avg_price, fee_krw, reason, origin_ts_ns FROM events ORDER BY seq"):
+                " qty, price, filled_qty, avg_price, fee_krw, reason, origin_ts_ns, fx FROM events ORDER BY seq"):
             yield OrderEvent(ts_ns=r[0], intent_id=r[1], pair_id=r[2], action=r[3], client_order_id=r[4],
                              venue=r[5], symbol=r[6], side=r[7], status=r[8], qty=r[9], price=r[10],
                              filled_qty=r[11], avg_price=r[12], fee_krw=r[13], reason=r[14],
-                             origin_ts_ns=r[15])
+                             origin_ts_ns=r[15], fx=r[16])
+
+    def pending_events(self) -> list[OrderEvent]:
+        """Unresolved legs as 'sent' events: a restarted position actor counts
+        them as in flight (exposure) until reconcile resolves them."""
+        return [OrderEvent(ts_ns=r.created_ns, intent_id=r.intent_id, pair_id=r.pair_id, action=r.action,
+                           client_order_id=r.client_order_id, venue=r.venue, symbol=r.symbol, side=r.side,
+                           status="sent", qty=r.qty, price=r.price) for r in self.unresolved()]
 
     def status_counts(self) -> dict[str, int]:
         return {s: n for s, n in self.db.execute("SELECT status, COUNT(*) FROM orders GROUP BY status")}

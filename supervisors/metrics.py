@@ -189,12 +189,17 @@ class MetricsExporter:
             out.append(GaugeMetricFamily("arbd_exposure_krw", "KRW value of open pairs", value=pos.exposure_krw))
             for g, v in pos.gauges.items():
                 out.append(GaugeMetricFamily(g, f"{g} (D14)", value=float(v)))
-        ev = CounterMetricFamily("live_event_count", "Event-log events (D14)", labels=["event_type"])
+        ev = CounterMetricFamily("arbd_live_events", "Event-log events by type", labels=["event_type"])
         for t, n in sorted(self._event_counts.items()):
             ev.add_metric([t], float(n))
         out.append(ev)
-        out.append(CounterMetricFamily("failclosed_events", "Fail-closed events (D14)",
-                                       value=float(self._event_counts.get("fail_closed", 0))))
+        failclosed = float(self._event_counts.get("fail_closed", 0))
+        out.append(CounterMetricFamily("arbd_failclosed_events", "Fail-closed events", value=failclosed))
+        # The seed's own names, as its PromQL uses them (increase(live_event_count[1h])):
+        # monotonic within a daemon run, so increase() reads them like counters.
+        out.append(GaugeMetricFamily("live_event_count", "Event-log events, all types (D14 name)",
+                                     value=float(sum(self._event_counts.values()))))
+        out.append(GaugeMetricFamily("failclosed_events", "Fail-closed events (D14 name)", value=failclosed))
         return out
 
     @staticmethod

@@ -115,7 +115,7 @@ def env_keys(cfg: ArbdConfig, run: RunDir) -> dict[str, dict[str, str]]:
         keys["binance"] = {"apiKey": ba, "secret": bs}
     if cfg.venues.source == "sim":
         try:
-            from venues.sim.server import TEST_KEYS  # type: ignore[attr-defined]
+            from venues.sim.config import TEST_KEYS
 
             for venue, k in TEST_KEYS.items():
                 keys.setdefault(venue, dict(k))

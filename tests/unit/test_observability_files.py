@@ -46,8 +46,8 @@ PROMETHEUS_SYNTHETIC = frozenset({"up", "scrape_duration_seconds", "scrape_sampl
 # The seed's Grafana queries, adapted to the names the exporter really emits
 # (prometheus_client appends _total to counters).
 SEED_QUERIES = ("volatility_smoothed", "exposure_drift_rate", "trend_regime",
-                "increase(live_event_count_total", "risk_mode_current",
-                "increase(failclosed_events_total")
+                "increase(live_event_count", "risk_mode_current",
+                "increase(failclosed_events")
 GRAFANA_VARIABLES = {"$job": "arbitrage-lite", "$actor": ".*", "$__rate_interval": "1m"}
 
 # -- deriving what the exporter can emit ----------------------------------------------------
@@ -240,7 +240,7 @@ def test_derivation_finds_the_exporters_own_families_with_their_exposed_names() 
     names = exporter_family_names()
 
     assert {"arbd_actor_up", "arbd_actor_restarts_total", "arbd_fail_closed",
-            "live_event_count_total", "failclosed_events_total"} <= names
+            "live_event_count", "failclosed_events"} <= names
     assert "arbd_actor_restarts" not in names
 
 
@@ -335,8 +335,8 @@ def test_dashboard_has_the_seeds_grafana_queries() -> None:
 
     for seed_query in SEED_QUERIES:
         assert any(seed_query in q for q in queries), f"no panel queries {seed_query}"
-    assert any("increase(live_event_count_total" in q and "[1h])" in q for q in queries)
-    assert any("increase(failclosed_events_total" in q and "[1h])" in q for q in queries)
+    assert any("increase(live_event_count" in q and "[1h])" in q for q in queries)
+    assert any("increase(failclosed_events" in q and "[1h])" in q for q in queries)
 
 
 def test_dashboard_shows_actor_health_feeds_latency_pnl_exposure_and_trading_state() -> None:

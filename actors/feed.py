@@ -1,0 +1,65 @@
+"""Feed actors: one per exchange, each a thin shell around a FeedClient
+(WebSocket, parse, reconnect with backoff) that publishes BookTops."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from actors.base import RoleActor
+from messages import BookTop
+from supervisors.metricnames import key
+from venues import make_adapter
+from venues.feed_client import FeedClient
+
+
+class FeedActor(RoleActor):
+    venue: ClassVar[str] = ""
+    tick_interval_s = 0.5
+    wants_snapshot = False
+
+    def on_start(self) -> None:
+        cfg = self.ctx.config
+        symbols = tuple(cfg.venues.symbols)
+        adapter = make_adapter(self.venue, symbols, max_exchange_age_s=cfg.feeds.max_exchange_age_s)
+        base = cfg.venues.upbit_ws if self.venue == "upbit" else cfg.venues.binance_ws
+        self.client = FeedClient(adapter, base, symbols, self._on_top,
+                                 ping_interval_s=cfg.feeds.ping_interval_s,
+                                 stale_after_s=cfg.feeds.stale_after_s,
+                                 backoff_max_s=cfg.feeds.backoff_max_s)
+        self.client.run_in_thread(name=f"ws-{self.venue}")
+
+    def _on_top(self, top: BookTop) -> None:
+        # Runs on the WebSocket thread; publishing is thread-safe by design.
+        self.ctx.publish(top)
+
+    def on_stop(self) -> None:
+        self.client.stop(timeout=2.0)
+
+    def on_tick(self, now_ns: int) -> None:
+        s = self.client.snapshot()
+        c = self.ctx.counters
+        v = self.venue
+        c[key("c", "arbd_feed_frames_total", venue=v)] = s.frames
+        c[key("c", "arbd_feed_books_total", venue=v)] = s.tops
+        c[key("c", "arbd_feed_reconnects_total", venue=v)] = s.reconnects
+        c[key("c", "arbd_feed_stale_disconnects_total", venue=v)] = s.stale_disconnects
+        for reason, n in s.bad_frames.items():
+            c[key("c", "arbd_feed_bad_frames_total", venue=v, reason=reason)] = n
+        c[key("g", "arbd_feed_connected", venue=v)] = 1.0 if s.connected else 0.0
+
+    def on_command(self, command: str, args: dict[str, Any]) -> Any:
+        if command == "feed_stats":
+            s = self.client.snapshot()
+            return {"frames": s.frames, "tops": s.tops, "reconnects": s.reconnects,
+                    "bad_frames": dict(s.bad_frames), "connected": s.connected}
+        return super().on_command(command, args)
+
+
+class UpbitFeedActor(FeedActor):
+    role = "feed.upbit"
+    venue = "upbit"
+
+
+class BinanceFeedActor(FeedActor):
+    role = "feed.binance"
+    venue = "binance"

@@ -1,0 +1,142 @@
+"""The position actor: sizes opportunities into two-legged intents, owns
+exposure, PnL and the rebalancer, and rebuilds all of it from the ledger on
+start so that no restart resets a limit."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import replace
+
+from actors.base import RoleActor
+from arbitrage.accounting import Portfolio
+from arbitrage.planner import IntentPlanner, PlannerConfig, sizer_from_manager
+from arbitrage.position_adv import AdvancedPositionManager
+from arbitrage.rebalancer import RiskModeRebalancer
+from arbitrage.strategy import PairStrategy
+from messages import GuardDecision, Opportunity, OrderEvent, PositionState, RebalanceRequest
+from storage.ledger import Ledger
+from supervisors.metricnames import key
+
+VOL_WINDOW = 120
+VOL_SCALE_PCT = 1.0  # a premium std-dev of 1 percentage point reads as volatility 1.0
+
+
+class PositionActor(RoleActor):
+    role = "position"
+    subscriptions = ("rebalance_req",)
+    has_inbox = True
+    tick_interval_s = 0.5
+
+    def on_start(self) -> None:
+        cfg = self.ctx.config
+        pa = cfg.position_adv
+        self.manager = AdvancedPositionManager(pa.base_position_size_krw, pa.max_exposure_krw,
+                                               pa.slippage_cost_threshold_pct)
+        self.rebalancer = RiskModeRebalancer(replace(cfg.rebalancer, exposure_scale_krw=pa.max_exposure_krw),
+                                             time.monotonic)
+        self.portfolio = Portfolio(time.time)
+        ledger = Ledger(self.ctx.run.ledger_path, readonly=True)
+        try:
+            history = list(ledger.events())
+            self.portfolio.rebuild(history + ledger.pending_events())
+        finally:
+            ledger.close()
+        self.strategy = PairStrategy(replace(cfg.strategy, premium=cfg.engine), time.time, self.portfolio)
+        self.size_multiplier = 1.0
+        self.premiums: dict[str, deque[float]] = {}
+        self.vol: dict[str, float] = {}
+        self.planner = IntentPlanner(
+            PlannerConfig(max_exposure_krw=pa.max_exposure_krw), self.portfolio,
+            sizer_from_manager(self.manager, lambda s: self.vol.get(s, 0.0), self._risk_mode),
+            time.time, multiplier=lambda: self.size_multiplier,
+            exposure_limit_krw=lambda: self.manager.exposure_limit_krw)
+        self.primary = cfg.venues.symbols[0]
+        self.enabled = pa.enabled
+        self._publish()
+
+    def _risk_mode(self) -> str:
+        return str(self.rebalancer.risk_mode)
+
+    # -- opportunities -> intents ------------------------------------------------
+    def _handle_opportunity(self, opp: Opportunity) -> None:
+        self.portfolio.mark_fx(opp.fx)
+        self._observe_market(opp)
+        if not self.enabled:
+            return
+        signals = self.strategy.on_opportunity(opp)
+        for sig in signals:
+            intent, why = self.planner.plan_one(sig)
+            if intent is None:
+                self.strategy.on_signal_dropped(sig.pair_id)
+                self.ctx.count(key("c", "arbd_planner_drops_total", reason=why.split(" ")[0] or "none"))
+                continue
+            self.ctx.send("guard", intent)
+            self.ctx.count(key("c", "arbd_intents_total", action=intent.action))
+
+    def _observe_market(self, opp: Opportunity) -> None:
+        hist = self.premiums.setdefault(opp.symbol, deque(maxlen=VOL_WINDOW))
+        hist.append(opp.premium_pct)
+        if len(hist) >= 10:
+            mean = sum(hist) / len(hist)
+            std = math.sqrt(sum((p - mean) ** 2 for p in hist) / (len(hist) - 1))
+            self.vol[opp.symbol] = min(1.0, std / VOL_SCALE_PCT)
+        if opp.symbol == self.primary:
+            ask = opp.buy_upbit.upbit_price
+            bid = opp.sell_upbit.upbit_price
+            mid = (ask + bid) / 2
+            if mid > 0 and ask >= bid:
+                self.manager.update_market_data(mid, (ask - bid) / mid * 100.0)
+
+    # -- outcomes -------------------------------------------------------------------
+    def _handle_guard_decision(self, d: GuardDecision) -> None:
+        if d.allowed:
+            return
+        self.portfolio.release(d.intent.id)
+        self.strategy.on_signal_dropped(d.intent.pair_id)
+
+    def _handle_order_event(self, evt: OrderEvent) -> None:
+        before = self.portfolio.trades_closed
+        pair = self.portfolio.apply(evt)
+        if evt.status in ("refused",):
+            self.portfolio.release(evt.intent_id)
+            self.strategy.on_signal_dropped(evt.pair_id)
+        if evt.action == "open" and evt.status == "filled" and evt.venue == "upbit":
+            self.manager.record_trade(evt.filled_qty * evt.avg_price)
+        if self.portfolio.trades_closed > before:
+            self.ctx.record_event("trade_closed", {"pair_id": pair.pair_id, "symbol": pair.symbol,
+                                                   "realized_pnl_krw": round(pair.realized_pnl_krw, 2)})
+
+    def _handle_rebalance_request(self, msg: RebalanceRequest) -> None:
+        self.rebalancer.request(msg.reason)
+
+    # -- periodic ----------------------------------------------------------------------
+    def on_tick(self, now_ns: int) -> None:
+        vol = max(self.vol.values()) if self.vol else 0.0
+        decision = self.rebalancer.update(self.portfolio.exposure_krw, vol)
+        if decision is not None:
+            self.size_multiplier = decision.size_multiplier
+            self.ctx.record_event("rebalance", {"reason": decision.reason, "risk_mode": str(decision.risk_mode),
+                                                "intensity": decision.intensity,
+                                                "reduce_fraction": decision.reduce_fraction,
+                                                "exposure_krw": round(decision.exposure_krw, 2)})
+        elif self.size_multiplier < 1.0:
+            # Recover sizing gradually once nothing asks for restraint.
+            self.size_multiplier = min(1.0, self.size_multiplier + 0.01)
+        self.manager.get_adjusted_exposure_limit(self.portfolio.exposure_krw,
+                                                 self.rebalancer.get_metrics().get("exposure_drift_rate", 0.0))
+        self._publish()
+
+    def _publish(self) -> None:
+        p = self.portfolio
+        gauges = {k: float(v) for k, v in self.manager.get_metrics().items()
+                  if k in ("volatility_smoothed", "trend_regime")}
+        rb = self.rebalancer.get_metrics()
+        gauges["exposure_drift_rate"] = float(rb.get("exposure_drift_rate", 0.0))
+        gauges["risk_mode_current"] = float(rb.get("risk_mode_current", 0.0))
+        gauges["arbd_size_multiplier"] = self.size_multiplier
+        self.ctx.publish(PositionState(
+            exposure_krw=p.exposure_krw, open_pairs=p.open_pairs, trades_opened=p.trades_opened,
+            trades_closed=p.trades_closed, realized_pnl_krw=p.realized_pnl_krw,
+            daily_pnl_krw=p.daily_pnl_krw(), gauges=gauges))
