@@ -184,6 +184,12 @@ class ExecutorActor(RoleActor):
     # -- periodic ------------------------------------------------------------------------
     def on_tick(self, now_ns: int) -> None:
         self._publish_stats()
+        # Legs whose outcome could not be learnt are looked up again, never resent.
+        self._unknown_ticks = getattr(self, "_unknown_ticks", 0) + 1
+        if self._unknown_ticks % 5 == 0:
+            for row in self.ledger.orders("status='unknown'"):
+                if row.client_order_id not in self.inflight:
+                    self.gateway.reconcile(self._leg_of(row))
         bal = self.gateway.balances()
         if bal is not None:
             self.ctx.publish(bal)

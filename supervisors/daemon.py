@@ -91,7 +91,10 @@ class Daemon:
             signal.signal(sig, lambda s, f: self.request_shutdown(f"signal {signal.Signals(s).name}"))
         log.info("arbd started", extra={"fields": {"mode": self.cfg.mode, "run_dir": str(self.run.root),
                                                    "transport": self.cfg.bus.transport}})
-        self.supervisor.start_all()
+        # Feeds connect to the embedded exchange: start them once it listens.
+        with contextlib.suppress(FileNotFoundError):
+            self.run.sim_file.unlink()
+        self.supervisor.start_all(ready={"sim": self.run.sim_file.exists})
         try:
             self._loop()
         finally:
@@ -304,9 +307,15 @@ class Daemon:
             elif t is Reply:
                 pending = self._pending.pop(msg.request_id, None)
                 if pending is not None:
-                    cident, rid, _, _ = pending
-                    self._ctl_reply(cident, reply_frame(rid, msg.ok, msg.result, msg.error_code,
-                                                        msg.error_reason))
+                    cident, rid, _, fwd = pending
+                    if not msg.ok and fwd.on_timeout is not None:
+                        # The actor answered but could not do it (e.g. a guard
+                        # without a halt): a halt must never depend on the
+                        # guard, so the fallback applies as on a timeout.
+                        self._finish_forward(cident, rid, fwd, msg.error_reason)
+                    else:
+                        self._ctl_reply(cident, reply_frame(rid, msg.ok, msg.result, msg.error_code,
+                                                            msg.error_reason))
             elif t is RestartRequest:
                 with contextlib.suppress(ControlError):
                     self.restart_actor(msg.actor, msg.reason, graceful=msg.recycle)

@@ -90,9 +90,20 @@ class Supervisor:
             self.on_event("restart" if event != "escalate" else "escalate", rec)
 
     # -- starting --------------------------------------------------------------
-    def start_all(self) -> None:
+    def start_all(self, ready: dict[str, Callable[[], bool]] | None = None,
+                  ready_timeout_s: float = 15.0) -> None:
+        """Start children in order; for a child named in ``ready``, wait
+        (bounded) until its check passes before starting the next one."""
         for name in self.order:
-            self._spawn(self.children[name], "initial start")
+            child = self.children[name]
+            self._spawn(child, "initial start")
+            check = (ready or {}).get(name)
+            if check is None:
+                continue
+            deadline = time.monotonic() + ready_timeout_s
+            while not check() and time.monotonic() < deadline and child.handle is not None \
+                    and child.handle.is_alive():
+                time.sleep(0.02)
 
     def _spawn(self, child: Child, reason: str) -> None:
         child.incarnation = time.time_ns()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -130,29 +131,30 @@ class LiveGateway:
     BALANCE_EVERY_S = 5.0
 
     def __init__(self, cfg: ArbdConfig, run: RunDir, on_result: Callable[[LegResult], None],
-                 allow_orders: bool) -> None:
+                 allow_orders: bool, fx: Callable[[], float]) -> None:
         from venues.rest import VenueRest, build_binance, build_upbit
 
         self.on_result = on_result
         self.allow_orders = allow_orders
+        self.fx = fx
         self.keys = env_keys(cfg, run)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="gateway-loop", daemon=True)
         self.thread.start()
         v = cfg.venues
-        urls = {"upbit": {"rest": v.upbit_rest}, "binance": {"rest": v.binance_rest}}
-        self.rest: dict[str, Any] = {}
-        for venue, builder in (("upbit", build_upbit), ("binance", build_binance)):
-            self.rest[venue] = VenueRest(venue, self._call(self._build(builder, urls[venue], self.keys.get(venue))))
+        urls = {"upbit": {"rest": v.upbit_rest, "ws": v.upbit_ws},
+                "binance": {"rest": v.binance_rest, "ws": v.binance_ws}}
+        builders = {"upbit": build_upbit, "binance": build_binance}
+
+        async def build() -> dict[str, Any]:
+            # ccxt's aiohttp session belongs to the loop that creates it: this one.
+            return {venue: VenueRest(venue, builders[venue](urls[venue], self.keys.get(venue)))
+                    for venue in ("upbit", "binance")}
+
+        self.rest: dict[str, Any] = self._call(build())
         self._balances: Balances | None = None
         self._said_no_keys = False
-        self._last_balance_fetch = 0.0
-
-    async def _build_async(self, builder: Any, urls: dict[str, str], keys: dict[str, str] | None) -> Any:
-        return builder(urls, keys)
-
-    def _build(self, builder: Any, urls: dict[str, str], keys: dict[str, str] | None) -> Any:
-        return self._build_async(builder, urls, keys)
+        self._last_balance_fetch = -1e9
 
     def _call(self, coro: Any, timeout: float = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -165,48 +167,54 @@ class LiveGateway:
             asyncio.run_coroutine_threadsafe(self._send(lg), self.loop)
 
     async def _send(self, lg: LegOrder) -> None:
-        rest = self.rest[lg.venue]
+        from venues.rest import OrderStatusUnknown, VenueUnavailable
+
         try:
-            r = await rest.create_limit_order(lg.symbol, lg.side, lg.qty, lg.price, lg.client_order_id)
-            self.on_result(self._result(lg, r))
+            r = await self.rest[lg.venue].create_limit_order(lg.symbol, lg.side, lg.qty, lg.price,
+                                                             lg.client_order_id)
+        except VenueUnavailable as e:
+            # Refused before processing every time: nothing is at the venue.
+            self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0, f"venue unavailable: {e}"))
+            return
+        except OrderStatusUnknown as e:
+            self.on_result(LegResult(lg, "unknown", 0.0, 0.0, 0.0, str(e)))
+            return
         except Exception as e:  # an unclear send is looked up, never resent
             log.warning("send of %s failed unclearly: %s", lg.client_order_id, type(e).__name__)
             await self._lookup(lg, f"send failed: {type(e).__name__}")
+            return
+        self.on_result(self._result(lg, r))
 
     async def _lookup(self, lg: LegOrder, why: str) -> None:
-        rest = self.rest[lg.venue]
         try:
-            r = await rest.fetch_order_by_client_id(lg.symbol, lg.client_order_id)
+            r = await self.rest[lg.venue].fetch_order_by_client_id(lg.symbol, lg.client_order_id)
         except Exception as e:
             self.on_result(LegResult(lg, "unknown", 0.0, 0.0, 0.0, f"{why}; lookup failed: {type(e).__name__}"))
             return
         if r is None:
-            self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0, f"{why}; venue has no such order"))
+            self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0, f"{why}; the venue has no such order"))
         else:
             self.on_result(self._result(lg, r))
 
     def _result(self, lg: LegOrder, r: Any) -> LegResult:
-        fee = float(getattr(r, "fee", 0.0) or 0.0)
-        fx = self._fx_hint
-        fee_krw = fee if lg.venue == "upbit" else fee * fx
-        return LegResult(lg, r.status, float(r.filled or 0.0), float(r.avg_price or 0.0), fee_krw,
-                         getattr(r, "reason", "") or "", str(getattr(r, "venue_order_id", "") or ""))
-
-    _fx_hint = 1400.0
+        fee = float(r.fee or 0.0)
+        fee_krw = fee if lg.venue == "upbit" else fee * self.fx()
+        status = r.status if r.status in ("filled", "partially_filled", "cancelled", "rejected", "open") \
+            else "unknown"
+        return LegResult(lg, status, float(r.filled or 0.0), float(r.avg_price or 0.0), fee_krw,
+                         r.reason or "", str(r.venue_order_id or ""))
 
     def reconcile(self, lg: LegOrder) -> None:
-        asyncio.run_coroutine_threadsafe(self._lookup(lg, "reconcile after restart"), self.loop)
+        asyncio.run_coroutine_threadsafe(self._lookup(lg, "reconcile"), self.loop)
 
     def balances(self) -> Balances | None:
-        import time as _t
-
         if not self.keys:
             if not self._said_no_keys:
                 log.warning("balances are unavailable without API keys (set UPBIT_ACCESS_KEY, "
                             "UPBIT_SECRET_KEY, BINANCE_API_KEY, BINANCE_API_SECRET)")
                 self._said_no_keys = True
             return Balances(free={}, source="unavailable")
-        now = _t.monotonic()
+        now = time.monotonic()
         if now - self._last_balance_fetch >= self.BALANCE_EVERY_S:
             self._last_balance_fetch = now
             asyncio.run_coroutine_threadsafe(self._fetch_balances(), self.loop)
@@ -228,7 +236,7 @@ class LiveGateway:
         total = 0
         for rest in self.rest.values():
             try:
-                total += int(self._call(rest.cancel_all_open(prefix="arbd"), timeout=10.0) or 0)
+                total += int(self._call(rest.cancel_all_open(prefix=""), timeout=10.0) or 0)
             except Exception as e:
                 log.warning("cancel_all failed: %s", type(e).__name__)
         return total
@@ -237,8 +245,8 @@ class LiveGateway:
         for rest in self.rest.values():
             try:
                 self._call(rest.close(), timeout=5.0)
-            except Exception:
-                pass
+            except Exception as e:
+                log.debug("closing a REST client: %s", type(e).__name__)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
@@ -246,4 +254,5 @@ def make_gateway(cfg: ArbdConfig, run: RunDir, books: dict[tuple[str, str], Book
                  on_result: Callable[[LegResult], None]) -> Any:
     if cfg.mode == "paper":
         return PaperGateway(cfg, books, on_result)
-    return LiveGateway(cfg, run, on_result, allow_orders=cfg.mode == "live_trading")
+    return LiveGateway(cfg, run, on_result, allow_orders=cfg.mode == "live_trading",
+                       fx=lambda: _fx(books))
