@@ -212,7 +212,9 @@ class BinanceAdapter:
             raise BadFrame(WRONG_TYPE, f"event {str(msg['e'])[:32]}")
         if "s" in msg and "b" in msg and "a" in msg:
             sym = msg["s"]
-            coin = self._by_symbol.get(sym.upper()) if type(sym) is str else None
+            if type(sym) is not str:
+                raise BadFrame(MISSING_FIELD if sym is None else BAD_SHAPE, "s")
+            coin = self._by_symbol.get(sym.upper())
             if coin is None:
                 raise BadFrame(UNKNOWN_SYMBOL, str(sym)[:32])
             return self._book_ticker(coin, msg, recv_ts_ns)

@@ -171,6 +171,7 @@ BAD_FRAMES: list[tuple[str, bytes | str]] = [
     (venues.MISSING_FIELD, depth(lastUpdateId=...)),
     (venues.MISSING_FIELD, depth(bids=[])),
     (venues.MISSING_FIELD, book_ticker(s="BTCUSDT", A=None)),
+    (venues.MISSING_FIELD, b'{"u":"x","s":null,"b":[[1,2,3]],"a":"oops"}'),  # the sim's garbage
     (venues.BAD_NUMBER, depth(bids=[["abc", "1.0"]])),
     (venues.BAD_NUMBER, depth(bids=[["NaN", "1.0"]])),
     (venues.BAD_NUMBER, depth(asks=[["Infinity", "1.0"]])),
