@@ -208,7 +208,7 @@ class IntentPlanner:
             symbol=sig.symbol, direction=sig.direction,
             legs=tuple(OrderLeg(venue=v, side=s, qty=q, price=p, client_order_id=client_order_id(intent_id, i))
                        for i, (v, s, q, p) in enumerate(legs)),
-            notional_krw=notional_krw, expires_ns=expires_ns, opportunity_id=opp.id,
+            notional_krw=notional_krw, expires_ns=expires_ns, opportunity_id=opp.id, opportunity_ts_ns=opp.ts_ns,
             origin_ts_ns=opp.origin_ts_ns)
         self.portfolio.reserve(intent, fx=opp.fx)
         return intent

@@ -68,7 +68,8 @@ class OrderIntent(Message):
     notional_krw: float
     expires_ns: int
     opportunity_id: str = ""
-    origin_ts_ns: int = 0
+    origin_ts_ns: int = 0  # receive time of the quote behind it
+    opportunity_ts_ns: int = 0  # when the engine produced the opportunity (hop timing)
 
 
 @register("decision")
