@@ -1,0 +1,78 @@
+"""The config reference as a Markdown table, generated from the config
+classes so the README can't drift from the code (a test compares them).
+
+    python -m supervisors.config_doc
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from supervisors.config import ArbdConfig
+
+NOTES: dict[str, str] = {
+    "mode": "paper | live_readonly | live_trading",
+    "bus.transport": "ipc (default), inproc (all actors as threads, for tests), tcp",
+    "bus.pub_hwm": "PUB high-water mark; PUB drops silently past it, so it is sized on purpose",
+    "supervision.liveness_s": "a heartbeat older than this: kill and restart",
+    "supervision.intensity": "max restarts of one child within period_s, else escalate",
+    "venues.source": "sim: the embedded exchange; live: the real URLs below",
+    "sim": "embedded exchange settings (venues/sim/config.py SimConfig), e.g. seed, update_hz",
+    "watchdog.fail_closed_after_s": "a required quote older than this fails trading closed",
+    "watchdog.restart_after_s": "... and after this long the feed is restarted",
+    "watchdog.clear_after_s": "fresh this long before fail-closed clears",
+    "trading.arm_on_start": "arm at start (paper demo); never arms live_trading",
+    "longrun.interval_loops": "snapshot every N watchdog checks (0.25 s each)",
+    "live_trading.enabled": "the seed's master switch; also needs `arbctl arm --confirm live_trading`",
+    "live_trading.min_account_balance": "USDT (Binance USDT + Upbit KRW / fx)",
+    "live_trading.max_daily_loss": "USDT; past it: session_stop -> persisted halt",
+    "live_trading.max_notional_per_trade": "USDT, before dry_run_scale",
+    "engine.entry_threshold_pct": "edge past fees and baseline needed to open, percent",
+    "engine.exit_threshold_pct": "close when the premium is back within this of the baseline",
+    "testing": "test-only hooks (role_overrides, crash_at_start, leak_mb_per_s)",
+}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return " \\| ".join(str(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return str(tp).replace("typing.", "").replace("|", "\\|")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return ""
+
+
+def rows(cls: type = ArbdConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp) and path != "strategy.premium":
+            out += rows(tp, path + ".")
+        elif path != "strategy.premium":
+            d = _default(f)
+            out.append((path, _type_name(tp), repr(d) if not isinstance(d, dict) or d else "{}"))
+    return out
+
+
+def markdown() -> str:
+    lines = ["| key | type | default | notes |", "|---|---|---|---|"]
+    for path, tp, default in rows():
+        note = NOTES.get(path, '').replace('|', '\\|')
+        lines.append(f"| `{path}` | {tp} | `{default}` | {note} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())
