@@ -308,9 +308,14 @@ class VenueRest:
         """Send a limit order (IOC by default) under ``client_order_id``.
 
         Returns the venue's view (``rejected`` with a reason for a clear
-        refusal); raises OrderStatusUnknown when the outcome cannot be known
-        and VenueUnavailable when the venue stayed rate-limited/unreachable
-        (in both cases nothing is left half-sent under another id).
+        refusal, or when every unclear send was followed by a settled lookup
+        that found nothing). Raises:
+
+        - VenueUnavailable: no order under this id is at the venue — every
+          send was refused before processing (429/418), or none was made
+          (rate-limit pause too long, markets unavailable);
+        - OrderStatusUnknown: a send failed unclearly and the lookup could
+          not be made; reconcile by client id later, never resend first.
         """
         if side not in ("buy", "sell"):
             raise ValueError("side must be 'buy' or 'sell'")
