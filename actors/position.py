@@ -135,7 +135,7 @@ class PositionActor(RoleActor):
         rb = self.rebalancer.get_metrics()
         gauges["exposure_drift_rate"] = float(rb.get("exposure_drift_rate", 0.0))
         gauges["risk_mode_current"] = float(rb.get("risk_mode_current", 0.0))
-        gauges["arbd_size_multiplier"] = self.size_multiplier
+        self.ctx.counters[key("g", "arbd_size_multiplier")] = self.size_multiplier
         self.ctx.publish(PositionState(
             exposure_krw=p.exposure_krw, open_pairs=p.open_pairs, trades_opened=p.trades_opened,
             trades_closed=p.trades_closed, realized_pnl_krw=p.realized_pnl_krw,
