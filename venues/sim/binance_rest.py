@@ -29,6 +29,7 @@ _NUM_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 _WEIGHTS = {"exchangeInfo": 20, "account": 20, "openOrders": 6, "order": 4, "time": 1, "ping": 1,
             "ticker/bookTicker": 2, "ticker/24hr": 2, "ticker/price": 2, "order/test": 1}
 MAX_RECV_WINDOW = 60_000
+WEIGHT = web.RequestKey("weight", int)
 
 
 class BinanceError(Exception):
@@ -90,7 +91,7 @@ class BinanceRest:
                             content_type="text/html")
 
     def _decorate(self, request: web.Request, response: web.StreamResponse, now: float) -> None:
-        weight = int(request.get("weight", _WEIGHTS.get(request.path.removeprefix("/api/v3/"), 1)))
+        weight = int(request.get(WEIGHT, _WEIGHTS.get(request.path.removeprefix("/api/v3/"), 1)))
         response.headers["X-MBX-USED-WEIGHT-1M"] = str(self.weights.add(now, weight))
 
     # -- plumbing -------------------------------------------------------------------
@@ -184,7 +185,7 @@ class BinanceRest:
             except ValueError:
                 raise _missing("limit") from None
             limit = max(1, min(5000, limit))
-            req["weight"] = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+            req[WEIGHT] = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
             return json_response(fmt.depth_snapshot(self.core.books[BINANCE][str(coin)], limit))
         return await self._run(request, run, signed=False)
 
@@ -384,7 +385,7 @@ class BinanceRest:
     async def open_orders(self, request: web.Request) -> web.Response:
         def run(req: web.Request, params: dict[str, str]) -> web.Response:
             coin = self._coin(params, required=False)
-            req["weight"] = 6 if coin else 80
+            req[WEIGHT] = 6 if coin else 80
             orders = [o for o in self.engine.open_orders.values() if coin is None or o.coin == coin]
             return json_response([fmt.order_query(o) for o in orders])
         return await self._run(request, run, signed=True)
