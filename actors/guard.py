@@ -21,7 +21,6 @@ from messages import (
     Balances,
     BookTop,
     FailClosed,
-    GuardDecision,
     OrderIntent,
     PositionState,
     SupervisorReport,

@@ -6,7 +6,6 @@ from messages.control import (
     Ack,
     ActorInfo,
     Balances,
-    SupervisorReport,
     Command,
     EventNote,
     FailClosed,
@@ -17,6 +16,7 @@ from messages.control import (
     RebalanceRequest,
     Reply,
     RestartRequest,
+    SupervisorReport,
     TradingState,
 )
 from messages.market import BookTop, Level

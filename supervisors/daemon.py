@@ -32,7 +32,13 @@ from supervisors.control import COMMANDS, ControlError, Forward, parse_request, 
 from supervisors.endpoints import make_endpoints
 from supervisors.metrics import MetricsExporter
 from supervisors.roles import child_specs
-from supervisors.runfiles import EventLog, InstanceLock, RunDir, atomic_write_json, atomic_write_text
+from supervisors.runfiles import (
+    EventLog,
+    InstanceLock,
+    RunDir,
+    atomic_write_json,
+    atomic_write_text,
+)
 from supervisors.sim_ports import assign_sim_ports
 from supervisors.supervisor import Child, Supervisor
 

@@ -41,6 +41,9 @@ EXIT_ACTOR_DIED = 3
 EXIT_ORPHANED = 70
 _RETRANSMIT_MAX_AGE_S = 30.0
 _DEDUP_WINDOW = 20_000
+# Outbound data items sent per I/O-loop pass: a burst is sent in slices so
+# that heartbeats, inbound messages and acks keep flowing between them.
+_DRAIN_BATCH = 1_000
 
 
 @dataclass(frozen=True)
@@ -215,10 +218,12 @@ class ActorHost:
             while not self._stop.is_set():
                 now = time.monotonic()
                 timeout = max(0.0, min(next_beat, next_tick, next_retx, next_check) - now)
+                if self.outbox.backlog():
+                    timeout = 0.0
                 events = dict(self.poller.poll(timeout * 1000))
                 if events:
                     self._on_events(events, ref)
-                self._drain_outbox()
+                self._drain_outbox(_DRAIN_BATCH)
                 now = time.monotonic()
                 if now >= next_beat:
                     if self._leak_mb:
@@ -312,7 +317,7 @@ class ActorHost:
                 if env is None:
                     continue
                 self._on_sup_message(env.msg, ref)
-        for target, s in self.outs.items():
+        for s in self.outs.values():
             if s in events:
                 for _ in range(1000):
                     try:
@@ -354,8 +359,8 @@ class ActorHost:
         self._last_seen[key] = (incarnation, seq)
 
     # -- outbound ------------------------------------------------------------
-    def _drain_outbox(self) -> None:
-        for item in self.outbox.drain():
+    def _drain_outbox(self, limit: int | None = None) -> None:
+        for item in self.outbox.drain(limit):
             kind = item[0]
             if kind == "pub":
                 self._publish(item[1])

@@ -7,11 +7,17 @@ it through a per-thread inproc PUSH socket (each socket has one owner).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from typing import Any
 
 import zmq
+
+# Control-plane items (heartbeats, replies to the supervisor, acks) go out
+# ahead of data: a burst of publishes must not delay a heartbeat past the
+# liveness limit (the supervisor would kill a busy but healthy actor).
+_URGENT = frozenset({"beat", "sup", "ack"})
 
 
 class Outbox:
@@ -19,12 +25,13 @@ class Outbox:
         self._ctx = ctx
         self._endpoint = wake_endpoint
         self._items: deque[tuple[Any, ...]] = deque()
+        self._urgent: deque[tuple[Any, ...]] = deque()
         self._local = threading.local()
         self._pending = False
         self._closed = False
 
     def put(self, item: tuple[Any, ...]) -> None:
-        self._items.append(item)
+        (self._urgent if item[0] in _URGENT else self._items).append(item)
         if not self._pending and not self._closed:
             self._pending = True
             sock = getattr(self._local, "sock", None)
@@ -34,20 +41,28 @@ class Outbox:
                 sock.setsockopt(zmq.SNDHWM, 1000)
                 sock.connect(self._endpoint)
                 self._local.sock = sock
-            try:
+            # A full wake queue means the I/O thread is awake already.
+            with contextlib.suppress(zmq.ZMQError):
                 sock.send(b"", zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass  # wake queue full: the I/O thread is already awake
 
-    def drain(self) -> list[tuple[Any, ...]]:
+    def drain(self, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Every urgent item, then at most ``limit`` data items (all if None)."""
         # Clear the flag *before* draining: an append racing with us either
         # lands in this drain or sees the flag down and wakes us again.
         self._pending = False
-        items = self._items
         out = []
-        while items:
+        urgent = self._urgent
+        while urgent:
+            out.append(urgent.popleft())
+        items = self._items
+        n = len(items) if limit is None else min(limit, len(items))
+        for _ in range(n):
             out.append(items.popleft())
         return out
+
+    def backlog(self) -> bool:
+        """Data items left behind by a bounded drain."""
+        return bool(self._items)
 
     def close(self) -> None:
         self._closed = True
