@@ -30,6 +30,7 @@ _WEIGHTS = {"exchangeInfo": 20, "account": 20, "openOrders": 6, "order": 4, "tim
             "ticker/bookTicker": 2, "ticker/24hr": 2, "ticker/price": 2, "order/test": 1}
 MAX_RECV_WINDOW = 60_000
 WEIGHT = web.RequestKey("weight", int)
+ORDER_COUNTS = web.RequestKey("order_counts", tuple)
 
 
 class BinanceError(Exception):
@@ -54,6 +55,8 @@ class BinanceRest:
         self.api_key = core.keys["binance"]["apiKey"]
         self.secret = core.keys["binance"]["secret"]
         self.weights = WeightWindow()
+        self.orders_10s = WeightWindow(10.0)
+        self.orders_1d = WeightWindow(86_400.0)
         self._next_order_id = 10_000_001
         self._rng = random.Random(core.config.seed * 104729 + 3)
         self.symbols = {core.books[BINANCE][c].market_id: c for c in core.coins}
@@ -93,6 +96,10 @@ class BinanceRest:
     def _decorate(self, request: web.Request, response: web.StreamResponse, now: float) -> None:
         weight = int(request.get(WEIGHT, _WEIGHTS.get(request.path.removeprefix("/api/v3/"), 1)))
         response.headers["X-MBX-USED-WEIGHT-1M"] = str(self.weights.add(now, weight))
+        counts = request.get(ORDER_COUNTS)
+        if counts:
+            response.headers["X-MBX-ORDER-COUNT-10S"] = str(counts[0])
+            response.headers["X-MBX-ORDER-COUNT-1D"] = str(counts[1])
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -134,6 +141,8 @@ class BinanceRest:
             return fn(request, params)
         except BinanceError as exc:
             return json_response({"code": exc.code, "msg": exc.msg}, status=exc.status)
+        except (ValueError, TypeError):  # a malformed parameter
+            return json_response({"code": -1100, "msg": "Illegal characters found in a parameter."}, status=400)
 
     def _coin(self, params: dict[str, str], required: bool = True) -> str | None:
         sym = params.get("symbol")
@@ -244,7 +253,11 @@ class BinanceRest:
         return await self._run(request, run, signed=True)
 
     async def new_order(self, request: web.Request) -> web.Response:
-        return await self._run(request, lambda _r, p: self._create(p, test=False), signed=True)
+        response = await self._run(request, lambda _r, p: self._create(p, test=False), signed=True)
+        if response.status == 200:  # counted on successful orders only, as Binance does
+            now = self.core.mono()
+            request[ORDER_COUNTS] = (self.orders_10s.add(now, 1), self.orders_1d.add(now, 1))
+        return response
 
     async def test_order(self, request: web.Request) -> web.Response:
         return await self._run(request, lambda _r, p: self._create(p, test=True), signed=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import time
 from collections import deque
@@ -31,6 +32,7 @@ STREAM_RE = re.compile(r"^([a-z0-9]+)@(bookTicker|trade|aggTrade|depth(5|10|20)?
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 INTERVALS = {"100ms": 0.1, "1000ms": 1.0}
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,36}$")
+log = logging.getLogger("venues.sim")
 
 
 class BinanceConn(Conn):
@@ -142,7 +144,10 @@ class BinanceWs:
         while True:
             await asyncio.sleep(max(0.0, next_t - loop.time()))
             next_t = max(next_t + period, loop.time())
-            self.emit_interval(name)
+            try:
+                self.emit_interval(name)
+            except Exception:
+                log.exception("sim binance %s depth emission failed", name)
 
     # -- connections ------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import threading
@@ -29,6 +30,7 @@ from venues.sim.upbit_rest import UpbitRest
 from venues.sim.upbit_ws import UpbitWs
 
 T = TypeVar("T")
+log = logging.getLogger("venues.sim")
 _MAX_CATCH_UP_S = 0.25  # a stalled loop skips model time beyond this instead of bursting
 
 
@@ -101,7 +103,10 @@ class SimExchange:
                 start += (due - max_batch) * dt
                 due = max_batch
             for _ in range(due):
-                self.core.step(dt)
+                try:
+                    self.core.step(dt)
+                except Exception:  # a bug in one step must not freeze the market
+                    log.exception("sim market step failed")
                 done += 1
             await asyncio.sleep(max(0.0, start + (done + 1) * dt - loop.time()))
 

@@ -149,6 +149,8 @@ class UpbitRest:
             return error_response(401, exc.name, exc.message)
         except UpbitError as exc:
             return error_response(exc.status, exc.name, exc.message)
+        except (ValueError, TypeError) as exc:  # a malformed parameter
+            return error_response(400, "validation_error", f"invalid parameter: {exc}")
 
     def _market(self, code: str | None) -> str:
         if code not in self.markets:
