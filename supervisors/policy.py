@@ -42,6 +42,9 @@ class Backoff:
     def next_delay(self, ran_for_s: float) -> float:
         if ran_for_s >= self.stable_after_s:
             self._failures = 0
-        delay = min(self.max_s, self.initial_s * (2 ** self._failures))
+        # Cap the exponent: 2 ** 1100 overflows a float, and a child that keeps
+        # failing just short of a stable run would crash the supervisor after
+        # ~1000 restarts (hours into a long run).
+        delay = min(self.max_s, self.initial_s * 2.0 ** min(self._failures, 60))
         self._failures += 1
         return delay
