@@ -22,11 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "configs" / "paper.yaml"
 
 
-def _positive(obj: object, *names: str) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if v <= 0:
-            raise ValueError(f"{n} must be > 0, got {v}")
+def _positive(obj: object, *names: str, also: tuple[str, ...] = ()) -> None:
+    """Raise one ValueError naming every bad limit ("; "-separated), so the
+    loader reports them all at once, each at its own key path."""
+    problems = [f"{n} must be > 0, got {getattr(obj, n)}" for n in names if getattr(obj, n) <= 0]
+    problems += [p for p in also if p]
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,9 +59,11 @@ class SupervisionConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "heartbeat_interval_s", "liveness_s", "start_timeout_s", "intensity",
-                  "period_s", "backoff_max_s", "shutdown_grace_s")
-        if self.liveness_s <= self.heartbeat_interval_s:
-            raise ValueError("liveness_s must exceed heartbeat_interval_s")
+                  "period_s", "backoff_max_s", "shutdown_grace_s", also=(
+                      f"backoff_initial_s must be >= 0, got {self.backoff_initial_s}"
+                      if self.backoff_initial_s < 0 else "",
+                      "liveness_s must exceed heartbeat_interval_s"
+                      if self.liveness_s <= self.heartbeat_interval_s else ""))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -118,7 +118,7 @@ def build(cls: type[T], data: Any, path: str = "", errors: list[str] | None = No
         try:
             obj = cls(**kwargs)
         except (TypeError, ValueError) as e:
-            errs.append(_located(str(e), path, names))
+            errs.extend(_located(m, path, names) for m in str(e).split("; "))
             obj = None  # type: ignore[assignment]
     else:
         obj = None  # type: ignore[assignment]
