@@ -181,3 +181,16 @@ def test_past_the_rate_limit_binance_answers_429_with_retry_after() -> None:
         assert int(headers["Retry-After"]) >= 1 and body["code"] == -1003
     finally:
         sim.stop()
+
+
+def test_resting_limit_order_fills_when_the_market_crosses_it(urls: dict[str, Any]) -> None:
+    async def go(ex: Any) -> tuple[Any, Any]:
+        book = await ex.fetch_order_book("BTC/USDT", 5)
+        price = round(book["bids"][0][0] - 20, 2)
+        order = await ex.create_order("BTC/USDT", "limit", "buy", 0.001, price)
+        status, _ = admin(urls, "POST", "/_sim/market", {"usd": {"BTC": price - 200}})
+        assert status == 200
+        return order, await ex.fetch_order(order["id"], "BTC/USDT")
+    created, filled = run_with(urls, go)
+    assert created["status"] == "open"
+    assert filled["status"] == "closed" and filled["average"] == pytest.approx(created["price"])

@@ -175,3 +175,17 @@ def test_past_the_rate_limit_upbit_answers_plain_text_429() -> None:
         assert "Remaining-Req" in headers
     finally:
         sim.stop()
+
+
+def test_resting_limit_order_fills_when_the_premium_drops_through_it(urls: dict[str, Any]) -> None:
+    price = _best_bid(urls, "KRW-ETH") - 20_000
+
+    async def go(ex: Any) -> tuple[Any, Any]:
+        order = await ex.create_order("ETH/KRW", "limit", "buy", 0.01, price)
+        status, _ = admin(urls, "POST", "/_sim/market", {"premium_pct": -3.0})
+        assert status == 200
+        return order, await ex.fetch_order(order["id"])
+    created, filled = run_with(urls, go)
+    assert created["status"] == "open"
+    assert filled["status"] == "closed" and filled["filled"] == pytest.approx(0.01)
+    assert filled["fee"]["currency"] == "KRW"

@@ -108,21 +108,28 @@ def test_graceful_drop_sends_a_close_frame(urls: dict[str, Any]) -> None:
     assert run(go()) == 1001
 
 
-def test_malformed_sends_garbage_frames(urls: dict[str, Any]) -> None:
-    async def go() -> list[bytes | str]:
-        async with connect(urls["binance"]["ws"] + "/btcusdt@bookTicker") as bn:
-            await asyncio.wait_for(bn.recv(), 5)
-            fault(urls, venue="binance", kind="malformed", seconds=2)
-            return [await asyncio.wait_for(bn.recv(), 5) for _ in range(6)]
-    frames = run(go())
+def _valid(frame: bytes | str, keys: set[str]) -> bool:
+    try:
+        msg = json.loads(frame)
+    except ValueError:
+        return False
+    return isinstance(msg, dict) and keys <= set(msg) and not isinstance(msg.get("timestamp", 0), str)
 
-    def valid(frame: bytes | str) -> bool:
-        try:
-            msg = json.loads(frame)
-        except ValueError:
-            return False
-        return isinstance(msg, dict) and isinstance(msg.get("b"), str) and isinstance(msg.get("u"), int)
-    assert sum(not valid(f) for f in frames) >= 4  # a couple may have been queued before the fault
+
+def test_malformed_sends_garbage_frames(urls: dict[str, Any]) -> None:
+    async def go() -> tuple[list[bytes | str], list[bytes | str]]:
+        async with connect(urls["binance"]["ws"] + "/btcusdt@bookTicker") as bn, connect(urls["upbit"]["ws"]) as up:
+            await up.send(json.dumps([{"ticket": "m"}, {"type": "orderbook", "codes": ["KRW-BTC"]}]))
+            await asyncio.wait_for(bn.recv(), 5)
+            await asyncio.wait_for(up.recv(), 5)
+            fault(urls, venue="binance", kind="malformed", seconds=2)
+            fault(urls, venue="upbit", kind="malformed", seconds=2)
+            return ([await asyncio.wait_for(bn.recv(), 5) for _ in range(6)],
+                    [await asyncio.wait_for(up.recv(), 5) for _ in range(6)])
+    binance, upbit = run(go())
+    # A couple of frames may have been queued before the fault.
+    assert sum(not _valid(f, {"u", "s", "b", "B", "a", "A"}) for f in binance) >= 4
+    assert sum(not _valid(f, {"type", "code", "orderbook_units"}) for f in upbit) >= 4
 
 
 def test_http_error_gives_5xx_then_ccxt_exchange_not_available(urls: dict[str, Any]) -> None:
