@@ -268,3 +268,46 @@ class StreamSubscriber(RoleActor):
         _write_result(self, {"received": self.received, "gaps": self.gaps, "last_n": self.last_n,
                              "expected": self.expected, "max_stall_s": self.max_stall_s,
                              "receive_s": max(self.last_at - self.first_at, 1e-9)})
+
+
+class P2PSender(_WaitsForAllRunning):
+    """Sends ``bench.count`` numbered probes point-to-point to ``bench.peer``
+    at a steady pace (``bench.per_tick`` every 50 ms)."""
+
+    tick_interval_s = 0.05
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.peer = str(self.bench.get("peer", "executor"))
+        self.count = int(self.bench.get("count", 500))
+        self.per_tick = int(self.bench.get("per_tick", 10))
+        self.sent = 0
+
+    def begin(self) -> None:
+        pass  # the ticks do the sending
+
+    def on_tick(self, now_ns: int) -> None:
+        if not self.started or self.sent >= self.count:
+            return
+        for _ in range(min(self.per_tick, self.count - self.sent)):
+            self.sent += 1
+            self.ctx.send(self.peer, Probe(stream="p2p", n=self.sent, reply_to=self.ctx.name))
+        if self.sent >= self.count:
+            _write_result(self, {"sent": self.sent})
+
+
+class P2PReceiver(InboxNullActor):
+    """Appends the number of every probe it handles to ``bench/received.log``
+    (one whole line per message, before the host acknowledges it), so what
+    every incarnation received can be checked after kills."""
+
+    def on_start(self) -> None:
+        out = Path(self.ctx.run.root) / "bench"
+        out.mkdir(exist_ok=True)
+        self._fd = os.open(out / "received.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def on_stop(self) -> None:
+        os.close(self._fd)
+
+    def _handle_probe(self, msg: Probe) -> None:
+        os.write(self._fd, f"{msg.n}\n".encode())
