@@ -50,6 +50,12 @@ class Bus:
             xpub.setsockopt(zmq.SNDHWM, self.hwm)
             cap.setsockopt(zmq.SNDHWM, self.hwm)
             xsub.bind(self.endpoints.bus_in)
+            # PUB sockets filter at the publisher: a topic no actor subscribes
+            # to (orderstats, event) would never reach the proxy, and so never
+            # the last-value cache that status, metrics and snapshots read.
+            # Subscribing the XSUB itself to everything makes every publisher
+            # send everything here; XPUB still filters per subscriber.
+            xsub.send(b"\x01")
             xpub.bind(self.endpoints.bus_out)
             cap.connect(self._cap_ep)
             ctl.connect(self._ctl_ep)
