@@ -10,7 +10,7 @@ from typing import Any
 from arbitrage.venue_rules import BINANCE_FILTERS
 from venues.sim.books import Book
 from venues.sim.engine import SimOrder
-from venues.sim.tape import PublicTrade
+from venues.sim.tape import DayStats, PublicTrade
 
 STATUS = {"new": "NEW", "partially_filled": "PARTIALLY_FILLED", "filled": "FILLED",
           "canceled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
@@ -140,3 +140,20 @@ def agg_trade_event(book: Book, t: PublicTrade, ts_ms: int) -> dict[str, Any]:
     return {"e": "aggTrade", "E": ts_ms, "s": book.market_id, "a": t.trade_id, "p": s8(t.price),
             "q": s8(t.qty), "f": t.trade_id, "l": t.trade_id, "T": t.ts_ms, "m": t.taker_side == "sell",
             "M": True}
+
+
+def ticker_24h(book: Book, s: DayStats, ts_ms: int, mini: bool = False) -> dict[str, Any]:
+    """``<sym>@ticker`` (24hrTicker) or ``<sym>@miniTicker`` (24hrMiniTicker) payload."""
+    if mini:
+        return {"e": "24hrMiniTicker", "E": ts_ms, "s": book.market_id, "c": s8(s.last), "o": s8(s.open),
+                "h": s8(s.high), "l": s8(s.low), "v": s8(s.volume), "q": s8(s.quote_volume)}
+    bid, ask = book.best_bid() or (0.0, 0.0), book.best_ask() or (0.0, 0.0)
+    change = s.last - s.open
+    last = s.last_trade
+    return {"e": "24hrTicker", "E": ts_ms, "s": book.market_id, "p": s8(change),
+            "P": f"{100 * change / s.open:.3f}" if s.open else "0.000",
+            "w": s8(s.quote_volume / s.volume if s.volume else s.last), "x": s8(s.prev_close),
+            "c": s8(s.last), "Q": s8(last.qty if last else 0.0), "b": s8(bid[0]), "B": s8(bid[1]),
+            "a": s8(ask[0]), "A": s8(ask[1]), "o": s8(s.open), "h": s8(s.high), "l": s8(s.low),
+            "v": s8(s.volume), "q": s8(s.quote_volume), "O": ts_ms - 86_400_000, "C": ts_ms,
+            "F": 0, "L": s.count, "n": s.count}

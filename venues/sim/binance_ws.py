@@ -1,6 +1,7 @@
 """Binance spot market streams: ``/ws/<stream>``, ``/ws`` + SUBSCRIBE, ``/stream?streams=``.
 
-Streams: ``<sym>@bookTicker`` (every book change), ``<sym>@trade``, ``<sym>@aggTrade``,
+Streams: ``<sym>@bookTicker`` (every change of the touch), ``<sym>@trade``, ``<sym>@aggTrade``,
+``<sym>@ticker`` and ``<sym>@miniTicker`` (1 s),
 ``<sym>@depth<5|10|20>[@100ms|@1000ms]`` (partial book) and ``<sym>@depth[@100ms|@1000ms]``
 (diff depth, contiguous ``U``/``u`` continuing from ``/api/v3/depth``'s
 ``lastUpdateId``). Text frames. The server pings every 20 s and drops a
@@ -28,7 +29,8 @@ from venues.sim.rest_common import dumps
 from venues.sim.tape import PublicTrade
 from venues.sim.ws_common import Conn
 
-STREAM_RE = re.compile(r"^([a-z0-9]+)@(bookTicker|trade|aggTrade|depth(5|10|20)?(@(100|1000)ms)?)$")
+STREAM_RE = re.compile(
+    r"^([a-z0-9]+)@(bookTicker|trade|aggTrade|ticker|miniTicker|depth(5|10|20)?(@(100|1000)ms)?)$")
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 INTERVALS = {"100ms": 0.1, "1000ms": 1.0}
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,36}$")
@@ -132,6 +134,12 @@ class BinanceWs:
                 first, last, bids, asks = pending
                 if any(self.subs.get(n) for n in diff_names):
                     self._publish(diff_names, fmt.depth_update(book, first, last, bids, asks, now))
+            if slow:
+                coin = book.coin
+                for stream, mini in ((f"{sym}@ticker", False), (f"{sym}@miniTicker", True)):
+                    if self.subs.get(stream):
+                        stats = self.core.tapes[BINANCE].stats[coin]
+                        self._publish((stream,), fmt.ticker_24h(book, stats, now, mini))
             for n in (5, 10, 20):
                 names = (f"{sym}@depth{n}", f"{sym}@depth{n}@1000ms") if slow else (f"{sym}@depth{n}@100ms",)
                 if any(self.subs.get(x) for x in names):
