@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import string
 import time
 from typing import Any
@@ -16,36 +15,20 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from arbitrage.venue_rules import BINANCE, BINANCE_FILTERS
+from arbitrage.venue_rules import BINANCE
 from venues.sim import binance_format as fmt
 from venues.sim.auth import binance_verify
+from venues.sim.binance_orders import BinanceError, missing, order_terms
 from venues.sim.core import SimCore
 from venues.sim.engine import OrderRejected, SimOrder
 from venues.sim.faults import WeightWindow
 from venues.sim.rest_common import dumps, json_response, venue_middleware
 
-_CID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-_NUM_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 _WEIGHTS = {"exchangeInfo": 20, "account": 20, "openOrders": 6, "order": 4, "time": 1, "ping": 1,
             "ticker/bookTicker": 2, "ticker/24hr": 2, "ticker/price": 2, "order/test": 1}
 MAX_RECV_WINDOW = 60_000
 WEIGHT = web.RequestKey("weight", int)
 ORDER_COUNTS = web.RequestKey("order_counts", tuple)
-
-
-class BinanceError(Exception):
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
-        super().__init__(msg)
-        self.code, self.msg, self.status = code, msg, status
-
-
-def _missing(name: str) -> BinanceError:
-    return BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
-
-
-def _on_step(value: float, step: float) -> bool:
-    units = value / step
-    return abs(units - round(units)) < 1e-6
 
 
 class BinanceRest:
@@ -118,16 +101,16 @@ class BinanceRest:
             raise BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
         params, raw_body = await self._params(request)
         if "signature" not in params:
-            raise _missing("signature")
+            raise missing("signature")
         if not binance_verify(self.secret, request.rel_url.raw_query_string, raw_body):
             raise BinanceError(-1022, "Signature for this request is not valid.")
         if not params.get("timestamp", "").isdigit():
-            raise _missing("timestamp")
+            raise missing("timestamp")
         recv = params.get("recvWindow", "5000")
         try:
             recv_ms = float(recv)
         except ValueError:
-            raise _missing("recvWindow") from None
+            raise missing("recvWindow") from None
         if recv_ms > MAX_RECV_WINDOW:
             raise BinanceError(-1131, f"recvWindow must be less than {MAX_RECV_WINDOW}")
         ts, server = int(params["timestamp"]), int(time.time() * 1000)
@@ -148,7 +131,7 @@ class BinanceRest:
         sym = params.get("symbol")
         if not sym:
             if required:
-                raise _missing("symbol")
+                raise missing("symbol")
             return None
         if sym not in self.symbols:
             raise BinanceError(-1121, "Invalid symbol.")
@@ -192,7 +175,7 @@ class BinanceRest:
             try:
                 limit = int(params.get("limit", "100"))
             except ValueError:
-                raise _missing("limit") from None
+                raise missing("limit") from None
             limit = max(1, min(5000, limit))
             req[WEIGHT] = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
             return json_response(fmt.depth_snapshot(self.core.books[BINANCE][str(coin)], limit))
@@ -273,7 +256,7 @@ class BinanceRest:
                          market_id=params["symbol"], side=params.get("side", "").lower(),
                          type=params.get("type", "").lower(), ts_ns=time.time_ns())
         try:
-            self._terms(order, params)
+            order_terms(order, params, self.core.config.usd_price(coin), self.core.books[BINANCE][coin].mid)
             existing = self.engine.by_client.get(cid)
             if existing is not None and existing.is_open:
                 raise BinanceError(-2010, "Duplicate order sent.")
@@ -296,80 +279,6 @@ class BinanceRest:
         if order.fills:
             self.core.notify_book(BINANCE, coin)
         return json_response(fmt.order_new(order, order.meta["resp_type"]))
-
-    def _decimal(self, params: dict[str, str], name: str) -> float:
-        raw = params.get(name)
-        if raw is None or raw == "":
-            raise _missing(name)
-        if not _NUM_RE.match(raw):
-            raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
-                                      "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
-        return float(raw)
-
-    def _terms(self, order: SimOrder, params: dict[str, str]) -> None:
-        if order.client_order_id and not _CID_RE.match(order.client_order_id):
-            raise BinanceError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is "
-                                      "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
-        if "side" not in params:
-            raise _missing("side")
-        if order.side not in ("buy", "sell"):
-            raise BinanceError(-1117, "Invalid side.")
-        if "type" not in params:
-            raise _missing("type")
-        otype = params["type"]
-        if otype not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
-            raise BinanceError(-1116, "Invalid orderType.")
-        resp = params.get("newOrderRespType") or ("FULL" if otype == "MARKET" else "FULL")
-        if resp not in ("ACK", "RESULT", "FULL"):
-            raise BinanceError(-1100, "Illegal characters found in parameter 'newOrderRespType'.")
-        order.meta.update(order_type=otype, resp_type=resp)
-        f = BINANCE_FILTERS[order.coin]
-        lot_max, market_max = fmt.max_qty(order.coin, self.core.config.usd_price(order.coin))
-        if otype == "MARKET":
-            order.type = "market"
-            order.tif = "IOC"
-            order.meta["time_in_force"] = "GTC"
-            has_q, has_c = bool(params.get("quantity")), bool(params.get("quoteOrderQty"))
-            if has_q == has_c:
-                raise _missing("quantity") if not has_q else BinanceError(
-                    -1106, "Parameter 'quoteOrderQty' sent when not required.")
-            book = self.core.books[BINANCE][order.coin]
-            ref = book.mid
-            if has_q:
-                order.qty = self._decimal(params, "quantity")
-                if order.qty < f.min_qty - 1e-12 or not _on_step(order.qty, f.step_size):
-                    raise BinanceError(-1013, "Filter failure: LOT_SIZE")
-                if order.qty > market_max + 1e-12:
-                    raise BinanceError(-1013, "Filter failure: MARKET_LOT_SIZE")
-                notional = order.qty * ref
-            else:
-                order.quote_qty = self._decimal(params, "quoteOrderQty")
-                notional = order.quote_qty
-            if notional < f.min_notional - 1e-9:
-                raise BinanceError(-1013, "Filter failure: NOTIONAL")
-            return
-        order.type = "limit"
-        if otype == "LIMIT":
-            tif = params.get("timeInForce")
-            if not tif:
-                raise _missing("timeInForce")
-            if tif not in ("GTC", "IOC", "FOK"):
-                raise BinanceError(-1115, "Invalid timeInForce.")
-            order.tif = tif
-            order.meta["time_in_force"] = tif
-        else:
-            if params.get("timeInForce"):
-                raise BinanceError(-1106, "Parameter 'timeInForce' sent when not required.")
-            order.tif = "POST_ONLY"
-            order.meta["time_in_force"] = "GTC"
-        order.qty = self._decimal(params, "quantity")
-        order.price = self._decimal(params, "price")
-        if order.price < f.tick_size - 1e-12 or order.price > fmt.MAX_PRICE or not _on_step(order.price, f.tick_size):
-            raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
-        if order.qty < f.min_qty - 1e-12 or order.qty > lot_max or not _on_step(order.qty, f.step_size):
-            raise BinanceError(-1013, "Filter failure: LOT_SIZE")
-        if order.price * order.qty < f.min_notional - 1e-9:
-            raise BinanceError(-1013, "Filter failure: NOTIONAL")
 
     def _lookup(self, params: dict[str, str], code: int, msg: str) -> SimOrder:
         coin = self._coin(params)
