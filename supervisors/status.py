@@ -76,7 +76,9 @@ def build_status(d: Daemon) -> dict[str, Any]:
         persisted = _persisted_state(d)
         trading_state = persisted.get("state", "disarmed")
         halt_reason = persisted.get("halt_reason", "")
-        fail_closed, reasons = True, ["guard not running"]
+        fail_closed = True
+        reasons = ["no trading state from the guard yet" if guard_up is not None and guard_up.handle
+                   is not None else "guard not running"]
         guard = {"allowed": 0, "blocked": 0, "daily_pnl": 0.0}
     for a in actors:
         if a["state"] != "running" and a["name"] not in ("sim",):

@@ -78,9 +78,9 @@ class Supervisor:
 
     # -- restart log -----------------------------------------------------------
     def _log(self, child: Child, event: str, reason: str = "", exit_code: int | None = None,
-             sig: int | None = None, backoff_s: float | None = None) -> None:
+             sig: int | None = None, backoff_s: float | None = None, pid: int | None = None) -> None:
         rec = {"ts": round(time.time(), 6), "actor": child.spec.name, "event": event,
-               "pid": child.pid, "exit_code": exit_code, "signal": sig, "reason": reason,
+               "pid": pid if pid is not None else child.pid, "exit_code": exit_code, "signal": sig, "reason": reason,
                "restarts": child.restarts, "backoff_s": backoff_s}
         self.restart_log.append(rec)
         planned = event in ("start", "stop") or (event == "exit" and bool(child.planned))
@@ -172,6 +172,7 @@ class Supervisor:
         assert h is not None
         h.reap(0.5)
         code, sig = h.exit_status()
+        dead_pid = h.pid
         ran_for = time.monotonic() - child.started_at
         planned = child.planned
         self._log(child, "exit", reason or planned or "unexpected exit", exit_code=code, sig=sig)
@@ -192,7 +193,7 @@ class Supervisor:
             self.escalated = child.spec.name
             why = (f"{child.spec.name} exceeded restart intensity "
                    f"({child.intensity.max_restarts} in {child.intensity.period_s}s)")
-            self._log(child, "escalate", why)
+            self._log(child, "escalate", why, pid=dead_pid)
             self.on_escalate(child.spec.name, why)
             return
         delay = child.backoff.next_delay(ran_for)
