@@ -20,7 +20,7 @@ import pykka
 from messages import Command, Message
 
 if TYPE_CHECKING:
-    from supervisors.host import ActorContext
+    from supervisors.actor_context import ActorContext
 
 log = logging.getLogger("arbd.actor")
 

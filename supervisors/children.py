@@ -11,7 +11,8 @@ from typing import Protocol
 
 import zmq
 
-from supervisors.host import ActorHost, HostSpec, host_main
+from supervisors.actor_context import HostSpec
+from supervisors.host import ActorHost, host_main
 
 
 class ChildHandle(Protocol):

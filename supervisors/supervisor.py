@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import zmq
 
 from messages import Heartbeat
+from supervisors.actor_context import HostSpec
 from supervisors.children import ChildHandle, ProcessChild, ThreadChild
 from supervisors.config import ArbdConfig
 from supervisors.endpoints import Endpoints
-from supervisors.host import HostSpec
 from supervisors.policy import Backoff, RestartIntensity
 from supervisors.runfiles import JsonlAppender, RunDir
 

@@ -1,0 +1,85 @@
+"""What a role's actor sees of its process: the spec it was started with and
+the context through which it talks to the world (never a socket itself)."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from actors.base import Inbound, RoleActor
+from messages import Command, EventNote, Message, Reply
+from supervisors.config import ArbdConfig
+from supervisors.endpoints import Endpoints
+from supervisors.outbox import Outbox
+from supervisors.runfiles import EventLog, RunDir
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    role: str  # "package.module:ClassName"
+    incarnation: int
+    endpoints: Endpoints
+    config: ArbdConfig
+    run_dir: str
+    parent_pid: int
+    threaded: bool = False  # inproc mode: a thread of the supervisor process
+
+
+def resolve_role(path: str) -> type[RoleActor]:
+    mod, _, cls = path.partition(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+class ActorContext:
+    """What an actor may do with the outside world. Safe from any thread."""
+
+    def __init__(self, spec: HostSpec, outbox: Outbox) -> None:
+        self.name = spec.name
+        self.incarnation = spec.incarnation
+        self.config = spec.config
+        self.run = RunDir.at(spec.run_dir)
+        self.endpoints = spec.endpoints
+        self.counters: dict[str, float] = {}
+        self._outbox = outbox
+        self._events: EventLog | None = None
+
+    # trade path and bus
+    def publish(self, msg: Message) -> None:
+        self._outbox.put(("pub", msg))
+
+    def send(self, target: str, msg: Message) -> None:
+        """Point-to-point, acknowledged and retransmitted until acked."""
+        self._outbox.put(("send", target, msg))
+
+    def to_supervisor(self, msg: Message) -> None:
+        self._outbox.put(("sup", msg))
+
+    def reply(self, cmd: Command, ok: bool, result: Any = None, error_code: str = "",
+              error_reason: str = "") -> None:
+        self.to_supervisor(Reply(request_id=cmd.id, ok=ok, result=result,
+                                 error_code=error_code, error_reason=error_reason))
+
+    def ack(self, inbound: Inbound) -> None:
+        self._outbox.put(("ack", inbound.ack_to, inbound.msg.id))
+
+    def beat(self, latency_ms: float) -> None:
+        self._outbox.put(("beat", latency_ms, dict(self.counters)))
+
+    # bookkeeping
+    def count(self, key: str, n: float = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def record_event(self, event_type: str, data: dict[str, Any]) -> None:
+        """Append one whole line to the event log, then announce it."""
+        if self._events is None:
+            self._events = EventLog(self.run, self.name)
+        if self.config.longrun.event_logging:
+            self._events.record(event_type, data)
+        self.publish(EventNote(event_type=event_type, actor=self.name,
+                               data={k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}))
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
