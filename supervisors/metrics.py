@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from messages import EventNote, Heartbeat, PositionState, TradingState, decode
-from messages.codec import DecodeError
+from messages import EventNote, Heartbeat, PositionState, TradingState
 from supervisors import metricnames
 from supervisors.config import MetricsConfig
 
@@ -173,7 +172,7 @@ class MetricsExporter:
 
     def _trading_metrics(self, d: Daemon) -> list[Any]:
         out: list[Any] = []
-        ts = self._decode(d, b"state")
+        ts = d.bus.latest("state")
         state = GaugeMetricFamily("arbd_trading_state", "0 disarmed, 1 armed, 2 halted")
         fc = GaugeMetricFamily("arbd_fail_closed", "1 while trading is fail-closed")
         if isinstance(ts, TradingState):
@@ -182,7 +181,7 @@ class MetricsExporter:
         else:
             fc.add_metric([], 1.0)
         out += [state, fc]
-        pos = self._decode(d, b"position")
+        pos = d.bus.latest("position")
         if isinstance(pos, PositionState):
             out.append(GaugeMetricFamily("arbd_pnl_krw", "Realised PnL (KRW)", value=pos.realized_pnl_krw))
             out.append(GaugeMetricFamily("arbd_daily_pnl_krw", "Today's realised PnL (KRW)", value=pos.daily_pnl_krw))
@@ -201,13 +200,3 @@ class MetricsExporter:
                                      value=float(sum(self._event_counts.values()))))
         out.append(GaugeMetricFamily("failclosed_events", "Fail-closed events (D14 name)", value=failclosed))
         return out
-
-    @staticmethod
-    def _decode(d: Daemon, topic: bytes) -> Any:
-        frame = d.bus.last.get(topic)
-        if frame is None:
-            return None
-        try:
-            return decode(frame).msg
-        except DecodeError:
-            return None

@@ -7,21 +7,11 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from messages import BookTop, Message, OrderStats, PositionState, TradingState, decode
+from messages import BookTop, OrderStats, PositionState, TradingState, decode
 from messages.codec import DecodeError
 
 if TYPE_CHECKING:
     from supervisors.daemon import Daemon
-
-
-def _latest(d: Daemon, topic: str) -> Message | None:
-    frame = d.bus.last.get(topic.encode())
-    if frame is None:
-        return None
-    try:
-        return decode(frame).msg
-    except DecodeError:
-        return None
 
 
 def _persisted_state(d: Daemon) -> dict[str, Any]:
@@ -65,7 +55,7 @@ def build_status(d: Daemon) -> dict[str, Any]:
             except DecodeError:
                 continue
             premium[m.symbol] = round(m.premium_pct, 4)  # type: ignore[attr-defined]
-    ts = _latest(d, "state")
+    ts = d.bus.latest("state")
     guard_up = d.supervisor.children.get("guard")
     guard_running = guard_up is not None and guard_up.state == "running"
     if isinstance(ts, TradingState) and guard_running:
@@ -85,8 +75,8 @@ def build_status(d: Daemon) -> dict[str, Any]:
             if not fail_closed:
                 fail_closed = True
             reasons.append(f"actor {a['name']} {a['state']}")
-    pos = _latest(d, "position")
-    ost = _latest(d, "orderstats")
+    pos = d.bus.latest("position")
+    ost = d.bus.latest("orderstats")
     return {
         "mode": d.cfg.mode,
         "pid": d.pid,
@@ -112,8 +102,8 @@ def build_status(d: Daemon) -> dict[str, Any]:
 
 
 def run_summary(d: Daemon) -> dict[str, Any]:
-    pos = _latest(d, "position")
-    ost = _latest(d, "orderstats")
+    pos = d.bus.latest("position")
+    ost = d.bus.latest("orderstats")
     engine = d.supervisor.children.get("engine")
     loops = 0.0
     loop_ms_total = 0.0
