@@ -107,6 +107,9 @@ class PositionActor(RoleActor):
         if self.portfolio.trades_closed > before:
             self.ctx.record_event("trade_closed", {"pair_id": pair.pair_id, "symbol": pair.symbol,
                                                    "realized_pnl_krw": round(pair.realized_pnl_krw, 2)})
+        # At once, not at the next tick: a stop within the tick would leave
+        # status and the run summary behind the ledger (trades, PnL, exposure).
+        self._publish()
 
     def _handle_rebalance_request(self, msg: RebalanceRequest) -> None:
         self.rebalancer.request(msg.reason)
