@@ -46,6 +46,7 @@ log = logging.getLogger("arbd.daemon")
 
 EXIT_OK = 0
 EXIT_ESCALATED = 2
+PROGRESS_EVERY_S = 60.0  # long runs print one progress line a minute
 
 
 class Daemon:
@@ -60,6 +61,7 @@ class Daemon:
         self._exit_code = EXIT_OK
         self._pending: dict[str, tuple[bytes, str, float, Any]] = {}  # forwarded cmd id -> client
         self._escalation_deadline: float | None = None
+        self._next_progress = time.monotonic() + min(PROGRESS_EVERY_S, (max_runtime_s or 600.0) / 10)
 
     # -- lifecycle -------------------------------------------------------------
     def run_forever(self) -> int:
@@ -149,6 +151,9 @@ class Daemon:
                 self.metrics.refresh(self)
                 self._publish_report()
                 next_metrics = now + 0.5
+            if self.cfg.longrun.enabled and now >= self._next_progress:
+                self._next_progress = now + min(PROGRESS_EVERY_S, (self.max_runtime_s or 600.0) / 10)
+                print(status_view.progress_line(self), flush=True)
             if self._escalation_deadline is not None and now >= self._escalation_deadline:
                 self.request_shutdown("escalation", EXIT_ESCALATED)
             if self.max_runtime_s is not None and now - self.started >= self.max_runtime_s:
@@ -238,12 +243,14 @@ class Daemon:
                 return
             ident, frame = parts[0], parts[-1]
             if len(parts) != 2:
+                self.metrics.decode_error("control")
                 self._ctl_reply(ident, reply_frame("", False, code="bad_request",
                                                    reason="expected one frame per request"))
                 continue
             try:
                 req = parse_request(frame)
             except ControlError as e:
+                self.metrics.decode_error("control")  # counted like every other dropped frame
                 self._ctl_reply(ident, reply_frame("", False, code=e.code, reason=e.reason))
                 continue
             cmd = COMMANDS.get(req.command)

@@ -136,3 +136,23 @@ def format_summary(s: dict[str, Any]) -> str:
         f"Avg Loop Time:  {s['avg_loop_ms']:.3f}ms",
         f"Exit:           {s['exit_reason']}",
     ])
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def progress_line(d: Daemon) -> str:
+    """One line for long runs: elapsed / total, trades, PnL, restarts, trading state."""
+    elapsed = time.monotonic() - d.started
+    total = d.max_runtime_s or 0.0
+    pct = f" ({100 * elapsed / total:.1f}%)" if total else ""
+    pos = d.bus.latest("position")
+    ts = d.bus.latest("state")
+    restarts = sum(c.restarts for c in d.supervisor.children.values())
+    trades = f"{pos.trades_opened}/{pos.trades_closed}" if isinstance(pos, PositionState) else "0/0"
+    pnl = pos.realized_pnl_krw if isinstance(pos, PositionState) else 0.0
+    state = ts.state + (" fail-closed" if ts.fail_closed else "") if isinstance(ts, TradingState) else "?"
+    return (f"longrun {_hms(elapsed)} / {_hms(total)}{pct}  trades opened/closed {trades}  "
+            f"pnl {pnl:,.0f} KRW  restarts {restarts}  trading {state}")
