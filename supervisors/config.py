@@ -6,7 +6,7 @@ Sections whose shape belongs to pure logic (``live_trading``, ``rebalancer``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -210,10 +210,42 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     errors: list[str] = []
     cfg = build(ArbdConfig, data, "", errors)
     problems.extend(errors)
+    if cfg is not None and cfg.venues.source == "sim":
+        problems.extend(sim_problems(cfg.sim, cfg.venues.symbols))
     if problems:
         raise ConfigError(problems)
     return cfg
 
 
-def with_changes(cfg: ArbdConfig, **sections: Any) -> ArbdConfig:
-    return replace(cfg, **sections)
+def sim_problems(raw: dict[str, Any], symbols: tuple[str, ...]) -> list[str]:
+    """Check the ``sim:`` section against the embedded exchange's own config
+    class, so a typo or a bad value is refused at load time instead of being
+    ignored or crashing the simulator after start."""
+    import typing
+
+    from venues.sim.config import SimConfig, SimConfigError
+
+    hints = typing.get_type_hints(SimConfig)
+    names = set(hints)
+    pairs = {n for n, tp in hints.items() if tp == tuple[tuple[str, float], ...]}
+    errors: list[str] = []
+    for name in sorted(pairs & set(raw)):  # {NAME: number} or [[NAME, number], ...]
+        val = raw[name]
+        items = list(val.items()) if isinstance(val, dict) else val
+        if not isinstance(items, list) or not all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str)
+                and type(p[1]) in (int, float) for p in items):
+            errors.append(f"sim.{name}: expected a mapping of names to numbers, got {val!r}")
+    data = {k: v for k, v in raw.items() if k not in pairs}
+    data.setdefault("symbols", list(symbols))
+    build(SimConfig, data, "sim", errors)
+    if not errors:  # rules across fields (every coin priced, ...) with the real values
+        try:
+            SimConfig.from_mapping({**raw, "symbols": data["symbols"]})
+        except (SimConfigError, TypeError, ValueError) as e:
+            errors.extend(f"sim: {m}" for m in str(e).split("; "))
+    out = []
+    for e in errors:
+        head, _, rest = e.removeprefix("sim: ").partition(":")
+        out.append(f"sim.{head}:{rest}" if e.startswith("sim: ") and head in names else e)
+    return out
