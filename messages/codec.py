@@ -239,6 +239,31 @@ def decode(frame: bytes) -> Envelope:
     return Envelope(dec(body), sender, incarnation, seq)
 
 
+def check_envelope(frame: bytes) -> bool:
+    """Cheap structural check for code that only stores frames (no field
+    validation): msgpack, the envelope shape and version, a known tag and
+    that message's number of fields. Garbage, truncated, padded, oversized
+    and unknown frames fail it at about a tenth of the cost of ``decode``."""
+    if len(frame) > MAX_FRAME_BYTES:
+        return False
+    try:
+        outer = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception:  # msgpack raises several unrelated types
+        return False
+    if type(outer) is not list or len(outer) != 6 or outer[0] != WIRE_VERSION or type(outer[1]) is not str:
+        return False
+    cls = REGISTRY.get(outer[1])
+    if cls is None or type(outer[5]) is not list:
+        return False
+    n = _FIELD_COUNTS.get(cls)
+    if n is None:
+        n = _FIELD_COUNTS[cls] = len(dataclasses.fields(cls))
+    return len(outer[5]) == n
+
+
+_FIELD_COUNTS: dict[type, int] = {}
+
+
 def warm() -> None:
     """Build every encoder/decoder up front (keeps first-message latency flat)."""
     for cls in REGISTRY.values():

@@ -9,7 +9,12 @@ import threading
 
 import zmq
 
+from messages import DecodeError, Message, decode
+from messages.codec import check_envelope
 from supervisors.endpoints import Endpoints
+
+# Low-rate topics that status and metrics read as "the current value".
+_VERIFIED = frozenset({b"state", b"position", b"orderstats", b"balances", b"actors"})
 
 
 class Bus:
@@ -18,6 +23,7 @@ class Bus:
         self.endpoints = endpoints
         self.hwm = hwm
         self.last: dict[bytes, bytes] = {}  # topic -> last frame
+        self.rejected = 0  # frames kept out of the cache as undecodable
         self._ctl_ep = f"inproc://bus-ctl-{id(self)}"
         self._cap_ep = f"inproc://bus-cap-{id(self)}"
         self._thread: threading.Thread | None = None
@@ -73,7 +79,13 @@ class Bus:
                 s.close(linger=0)
 
     def drain_capture(self, limit: int = 10_000) -> list[tuple[bytes, bytes]]:
-        """Take captured data messages (skipping subscription frames)."""
+        """Take captured data messages (skipping subscription frames).
+
+        A frame enters the last-value cache only if it is a message: a bad
+        frame published on a topic must not replace the last good one that
+        status, metrics and snapshots read. Every frame gets the cheap
+        envelope check; the few single-value topics status and metrics
+        read are fully decoded (they come a few times a second)."""
         out = []
         for _ in range(limit):
             try:
@@ -82,9 +94,34 @@ class Bus:
                 break
             if len(parts) == 2:
                 topic, frame = parts
-                self.last[topic] = frame
+                if self._cacheable(topic, frame):
+                    self.last[topic] = frame
+                else:
+                    self.rejected += 1
                 out.append((topic, frame))
         return out
+
+    @staticmethod
+    def _cacheable(topic: bytes, frame: bytes) -> bool:
+        if not check_envelope(frame):
+            return False
+        if topic not in _VERIFIED:
+            return True
+        try:
+            decode(frame)
+        except DecodeError:
+            return False
+        return True
+
+    def latest(self, topic: str) -> Message | None:
+        """The last message published under ``topic``, decoded (None if none or bad)."""
+        frame = self.last.get(topic.encode())
+        if frame is None:
+            return None
+        try:
+            return decode(frame).msg
+        except DecodeError:
+            return None
 
     def snapshot(self, prefixes: list[str]) -> list[bytes]:
         pre = [p.encode() for p in prefixes]
