@@ -115,6 +115,14 @@ class OrderResult:
     fee_estimated: bool = False
 
 
+def _readable(raw: Any) -> bool:
+    """An order reply names its order (the venue's id) and its state; a body
+    ccxt could not make sense of (not JSON, truncated, an HTML error page,
+    fields of the wrong type) parses into an order of Nones, which must never
+    read as "open, nothing filled"."""
+    return isinstance(raw, Mapping) and bool(raw.get("id")) and isinstance(raw.get("status"), str)
+
+
 # -- redaction ---------------------------------------------------------------------
 
 _QUERY_RE = re.compile(r"\?\S*")
@@ -276,6 +284,8 @@ class VenueRest:
             try:
                 raw = await self.exchange.create_order(market, "limit", side, qty, price,
                                                        self._order_params(client_order_id, tif))
+                if not _readable(raw):  # processed or not, we cannot tell: an unclear send
+                    raise cx.BadResponse(f"{self.venue}: unreadable order reply")
             except _RATE_LIMITED as e:  # refused before processing: may be resent
                 if sends >= self.max_attempts:
                     raise VenueUnavailable(self._msg("create_order", e)) from None
@@ -328,9 +338,12 @@ class VenueRest:
 
     async def _fetch_by_cid(self, market: str, cid: str) -> Any:
         if self.venue == BINANCE:
-            return await self.exchange.fetch_order(None, market, {"origClientOrderId": cid})
-        raw = await self.exchange.privateGetOrder({"identifier": cid})
-        return self.exchange.parse_order(raw)
+            raw = await self.exchange.fetch_order(None, market, {"origClientOrderId": cid})
+        else:
+            raw = self.exchange.parse_order(await self.exchange.privateGetOrder({"identifier": cid}))
+        if not _readable(raw):  # retried like any unclear read, never taken for an open order
+            raise cx.BadResponse(f"{self.venue}: unreadable order lookup reply")
+        return raw
 
     async def _cancel(self, market: str, cid: str | None, oid: str | None) -> Any:
         if self.venue == BINANCE:
@@ -370,7 +383,11 @@ class VenueRest:
         deadline = self._mono() + self.ioc_resolve_s
         while self._mono() < deadline:
             await self._sleep(min(self.lookup_interval_s, max(0.0, deadline - self._mono())))
-            later = await self.fetch_order_by_client_id(symbol, result.client_order_id)
+            try:
+                later = await self.fetch_order_by_client_id(symbol, result.client_order_id)
+            except VenueRestError as e:  # the order is at the venue: its outcome is unknown, not absent
+                raise OrderStatusUnknown(f"{self.venue}: {result.client_order_id} sent, outcome "
+                                         f"unreadable: {e}", result.client_order_id) from None
             if later is not None:
                 result = later
                 if later.done:
