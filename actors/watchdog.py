@@ -10,14 +10,30 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 
 from actors.base import RoleActor
 from arbitrage.freshness import FreshnessMonitor
 from arbitrage.longrun import LongRunTester
 from arbitrage.memory_guard import MemoryGuard
-from messages import BookTop, FailClosed, RebalanceRequest, RestartRequest, SupervisorReport
+from messages import (
+    ActorInfo,
+    BookTop,
+    FailClosed,
+    RebalanceRequest,
+    RestartRequest,
+    SupervisorReport,
+)
 from supervisors.metricnames import key
 from supervisors.runfiles import atomic_write_text
+
+# An actor's RSS reaches the watchdog late (its heartbeat, then the
+# supervisor's report every REPORT_INTERVAL_S) and a recycle takes effect a
+# little later still. A fast leak grows past the memory guard's early margin
+# within that time, so RSS is judged where it will be one reaction time ahead,
+# at the growth rate of the last few reports.
+REPORT_INTERVAL_S = 0.5
+RSS_GROWTH_REPORTS = 5
 
 
 class WatchdogActor(RoleActor):
@@ -40,6 +56,8 @@ class WatchdogActor(RoleActor):
                                      latency_sustain_s=wd.latency_degradation_sustain_s,
                                      # 360 samples x 8 checks x 0.25 s: drift over ~12 minutes.
                                      stride=8)
+        self.rss_reaction_s = REPORT_INTERVAL_S + cfg.supervision.heartbeat_interval_s + 0.25
+        self.rss_seen: dict[str, tuple[int, deque[tuple[float, float]]]] = {}
         self.ws_lag_ms: dict[str, float] = {}
         self.recycling: dict[str, str] = {}
         self.degraded = False
@@ -61,14 +79,29 @@ class WatchdogActor(RoleActor):
                 del self.recycling[a.name]
             if a.state != "running" or a.pid == 0 or a.name == "watchdog":
                 continue
-            decision = self.mem.observe(a.name, a.pid, a.rss_mb)
+            expected = self._rss_ahead(a)
+            decision = self.mem.observe(a.name, a.pid, expected)
             if decision is not None and a.name not in self.recycling:
                 self.recycling[a.name] = decision.reason
                 if a.trade_path:
                     self._fail_closed(f"recycle.{a.name}", True, f"recycling {a.name}: {decision.reason}")
                 self.ctx.record_event("recycle", {"target": a.name, "reason": decision.reason,
-                                                  "rss_mb": round(a.rss_mb, 1)})
+                                                  "rss_mb": round(a.rss_mb, 1),
+                                                  "rss_expected_mb": round(expected, 1)})
                 self.ctx.to_supervisor(RestartRequest(actor=a.name, reason=decision.reason, recycle=True))
+
+    def _rss_ahead(self, a: ActorInfo) -> float:
+        """``a``'s RSS one reaction time from now, if it keeps growing as it has."""
+        now = time.monotonic()
+        seen = self.rss_seen.get(a.name)
+        if seen is None or seen[0] != a.pid:  # a new process starts a new history
+            seen = self.rss_seen[a.name] = (a.pid, deque(maxlen=RSS_GROWTH_REPORTS))
+        samples = seen[1]
+        samples.append((now, a.rss_mb))
+        (t0, r0), (t1, r1) = samples[0], samples[-1]
+        if t1 - t0 < REPORT_INTERVAL_S / 2 or r1 <= r0:
+            return a.rss_mb
+        return a.rss_mb + (r1 - r0) / (t1 - t0) * self.rss_reaction_s
 
     def _fail_closed(self, k: str, active: bool, reason: str) -> None:
         self.ctx.publish(FailClosed(source="watchdog", key=k, active=active, reason=reason))
