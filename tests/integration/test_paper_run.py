@@ -1,0 +1,61 @@
+"""The trading core end to end: a default paper run on the embedded exchange
+trades, and its printed summary agrees with the ledger.
+
+``bin/arbd start`` with no config (``configs/paper.yaml``: paper mode, the
+embedded exchange, armed at start) for a fixed time; the total PnL it prints
+must equal, to the won, the PnL recomputed by replaying the ledger's events
+through ``arbitrage.accounting.Portfolio``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import free_port
+from tests.support.ledger_check import read_ledger, replayed_pnl
+from tests.support.run_daemon import SimRuns, sim_runs
+
+RUNTIME_S = 40  # paper.yaml warms its baseline up in 10 s; pairs open and close within a minute
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Iterator[SimRuns]:
+    with sim_runs(tmp_path) as r:
+        yield r
+
+
+def summary_field(stdout: str, name: str) -> str:
+    m = re.search(rf"^{re.escape(name)}:\s+(.+)$", stdout, re.MULTILINE)
+    assert m, f"no {name!r} in the run summary:\n{stdout}"
+    return m.group(1).strip()
+
+
+@pytest.mark.timeout(120)
+def test_a_default_paper_run_trades_and_its_summary_pnl_equals_the_replayed_ledger(runs: SimRuns) -> None:
+    run = runs.make(None, start=False)
+
+    run.start("--set", f"metrics.port={free_port()}", wait_running=False, max_runtime_s=RUNTIME_S)
+    code = run.wait_exit(RUNTIME_S + 40)
+
+    out = run.stdout()
+    assert code == 0, run.stderr()[-3000:]
+    assert "=== arbd run summary ===" in out
+    assert summary_field(out, "Exit") == "max runtime reached"
+    opened = int(summary_field(out, "Trades Opened").replace(",", ""))
+    closed = int(summary_field(out, "Trades Closed").replace(",", ""))
+    printed_pnl = int(summary_field(out, "Total PnL").removesuffix("KRW").strip().replace(",", ""))
+    assert opened > 0, out
+    data = read_ledger(run.ledger())
+    assert data.events, "the ledger has no order events"
+    replay = replayed_pnl(data.events)
+    assert printed_pnl == round(replay.realized_pnl_krw), (out, replay.realized_pnl_krw)
+    assert (opened, closed) == (replay.trades_opened, replay.trades_closed)
+    # Every leg the paper gateway filled is in the ledger once, resolved.
+    assert {r.status for r in data.rows} <= {"filled", "partially_filled", "cancelled", "rejected", "failed"}
+    assert len({r.client_order_id for r in data.rows}) == len(data.rows)
+    trades = run.events("trade")
+    assert len(trades) == sum(1 for r in data.rows if r.filled_qty > 0)
