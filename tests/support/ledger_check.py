@@ -11,9 +11,10 @@ The policy, decided here and used by every test:
   side, quantity and price: the executor writes the row *before* it sends.
 - Every ledger row reached the exchange, except one whose final status says
   it never did: ``failed`` (refused before processing, or looked up by client
-  id after an unclear send or a restart: the venue has no such order) or
+  id after an unclear send or a restart: the venue has no such order),
   ``rejected`` (refused by the venue, or by the client library before it was
-  sent). Such a row the exchange *did* accept is a lost order and a problem.
+  sent) or ``refused`` (the mode never sends). Such a row the exchange *did*
+  accept is a lost order and a problem.
 - At the end (after a halt and a wait), no row is unresolved: not
   ``pending``/``sent`` (written, outcome never learnt), not ``open`` or
   ``partially_filled`` (the executor sends IOC orders, which never rest), and
@@ -43,7 +44,7 @@ from storage.ledger import UNRESOLVED, Ledger, OrderRow
 SIM_ACCEPTED = frozenset({"new", "partially_filled", "filled", "canceled", "expired"})
 # Ledger statuses that say the venue has (had) the order, and those that say it never did.
 LEDGER_AT_VENUE = frozenset({"open", "partially_filled", "filled", "cancelled"})
-LEDGER_NEVER_REACHED = frozenset({"failed", "rejected"})
+LEDGER_NEVER_REACHED = frozenset({"failed", "rejected", "refused"})
 EXPOSURE_SLACK_KRW = 1.0  # float noise only
 
 
