@@ -163,6 +163,9 @@ class GuardActor(RoleActor):
             self.ctx.record_event("risk_block", {"symbol": intent.symbol, "intent_id": intent.id,
                                                  "action": intent.action, "reason": decision.reason,
                                                  "notional_krw": round(intent.notional_krw, 2)})
+        # A copy on the bus (after the point-to-point send) for observers: it
+        # carries every stamp of the path (quote, opportunity, intent, decision).
+        self.ctx.publish(decision)
         if decision.session_stop and self.state.state != "halted":
             self.state.halt(f"session_stop: {decision.reason}")
             self._persist()
