@@ -20,6 +20,7 @@ STALE_AFTER_S = 3.0  # watchdog.fail_closed_after_s (shipped default)
 FRESH_BELOW_S = 1.0
 RECOVERY_LIMIT_S = 20.0
 ESCALATION_EXIT = 2
+TRADE_PATH = ("feed.upbit", "feed.binance", "engine", "position", "guard", "executor", "watchdog")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Analysis:
     problems: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     kill_recovery_s: list[float] = field(default_factory=list)
+    fail_closed_s: list[float] = field(default_factory=list)
     stale_to_fresh_s: list[float] = field(default_factory=list)
     quote_gap_s: list[float] = field(default_factory=list)
     orders: int = 0
@@ -55,7 +57,23 @@ def kill_recovery(rec: FaultRecord, samples: list[Sample], killed_ns: int) -> fl
     for s in _after(samples, killed_ns):
         pid, state = s.actors.get(target, (None, ""))
         if state == "running" and pid not in (None, rec.pid):
-            return (s.t_ns - killed_ns) / 1e9
+            # The first sample that sees it running is at most one poll after
+            # its first heartbeat; the heartbeat's age says how long exactly.
+            first_hb = s.t_ns - int(s.hb_age.get(target, 0.0) * 1e9)
+            return max(0, first_hb - killed_ns) / 1e9
+    return None
+
+
+def fail_closed_reaction(rec: FaultRecord, states: list[Any], trade_path: tuple[str, ...],
+                         killed_ns: int) -> float | None:
+    """Kill of a trade-path actor -> the guard's first state that is fail-closed
+    for it (None when the guard itself was killed or never said so)."""
+    target = rec.fault.target
+    if target not in trade_path or target == "guard":
+        return None
+    for st in states:
+        if st.ts_ns >= killed_ns and st.fail_closed and any(target in r for r in st.reasons):
+            return (st.ts_ns - killed_ns) / 1e9
     return None
 
 
@@ -144,13 +162,17 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
             p.append(f"{rec.fault.describe()}: {rec.note}")
         killed = rec.fault.kind in ("kill", "kill_midsend") or "killed by the supervisor" in rec.note
         if killed and rec.pid:
-            t = kill_recovery(rec, r.samples, kill_time_ns(rec, r.restart_log))
+            killed_ns = kill_time_ns(rec, r.restart_log)
+            t = kill_recovery(rec, r.samples, killed_ns)
             if t is None or t > RECOVERY_LIMIT_S:
                 if not r.escalated:
                     p.append(f"{rec.fault.describe()}: {rec.fault.target} did not run again within "
                              f"{RECOVERY_LIMIT_S:g}s")
             else:
                 a.kill_recovery_s.append(t)
+            fc = fail_closed_reaction(rec, sorted(r.states, key=lambda x: x.ts_ns), TRADE_PATH, killed_ns)
+            if fc is not None:
+                a.fail_closed_s.append(fc)
         venue = _venue_of(rec)
         if venue is not None:
             t = stale_to_fresh(venue, rec, r.samples)
@@ -165,9 +187,10 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
         p.append(f"processes outlived the daemon: {r.leaked}")
 
     kr = inv.percentiles(a.kill_recovery_s)
+    fc = inv.percentiles(a.fail_closed_s)
     sf = inv.percentiles(a.stale_to_fresh_s)
     qg = inv.percentiles(a.quote_gap_s)
-    a.stats = {"kill_to_running_s": kr, "stale_to_fresh_s": sf, "quote_gap_s": qg,
+    a.stats = {"kill_to_running_s": kr, "kill_to_fail_closed_s": fc, "stale_to_fresh_s": sf, "quote_gap_s": qg,
                "orders": a.orders, "ledger_rows": len(rows), "peak_exposure_krw": round(a.peak_exposure_krw),
                "guard_windows": len(guard_windows), "status_windows": len(status_windows),
                "exit_code": r.exit_code, "escalated": r.escalated, "status_failures": r.status_failures}
@@ -175,6 +198,7 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
         f"chaos seed {r.seed}: {len(r.records)} faults, {a.orders} orders at the exchange, "
         f"{len(rows)} in the ledger, peak exposure {a.peak_exposure_krw:,.0f} KRW, exit {r.exit_code}",
         "kill -> replacement heartbeating: " + _fmt(kr),
+        "kill -> guard fail-closed:        " + _fmt(fc),
         "stale -> fresh quotes again:      " + _fmt(sf),
         "longest quote gap per feed fault: " + _fmt(qg),
         f"closed windows: {len(guard_windows)} (guard), {len(status_windows)} (status)",
@@ -185,5 +209,5 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
 def _fmt(p: dict[str, float]) -> str:
     if not p.get("n"):
         return "n=0"
-    return (f"n={int(p['n'])} p50 {p['p50']:.2f}s p90 {p['p90']:.2f}s p99 {p['p99']:.2f}s "
-            f"max {p['max']:.2f}s")
+    return (f"n={int(p['n'])} p50 {p['p50']:.3f}s p90 {p['p90']:.3f}s p99 {p['p99']:.3f}s "
+            f"max {p['max']:.3f}s")

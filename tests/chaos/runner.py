@@ -82,6 +82,7 @@ class Sample:
     orders_open: int
     orders_sent: int
     feed_age: dict[str, float]  # venue -> oldest quote age (s)
+    hb_age: dict[str, float] = field(default_factory=dict)  # actor -> age of its last heartbeat (s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,9 @@ class StatusPoller(threading.Thread):
                 ages[f["venue"]] = max(ages.get(f["venue"], 0.0), float(f["age_s"]))
         s = Sample(t, st["trading_state"], bool(st["fail_closed"]), tuple(st["fail_closed_reasons"]),
                    {a["name"]: (a["pid"], a["state"]) for a in st["actors"]}, float(st.get("exposure_krw", 0.0)),
-                   int(st["orders"]["open"]), int(st["orders"].get("sent", 0)), ages)
+                   int(st["orders"]["open"]), int(st["orders"].get("sent", 0)), ages,
+                   {a["name"]: float(a["heartbeat_age_s"]) for a in st["actors"]
+                    if a.get("heartbeat_age_s") is not None})
         with self._lock:
             self.samples.append(s)
         return s
