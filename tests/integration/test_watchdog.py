@@ -74,9 +74,6 @@ class Episode:
             self.samples.append((time.time_ns(), st["fail_closed"], list(st["fail_closed_reasons"])))
         return st
 
-    def first(self, pred) -> tuple[int, bool, list[str]] | None:
-        return next((s for s in self.samples if pred(s)), None)
-
 
 def wait_trading(run: SimDaemon, timeout: float = 40.0) -> None:
     """Orders reach the exchange and nothing holds trading closed."""
@@ -124,7 +121,7 @@ def test_a_paused_venue_stream_fails_trading_closed_restarts_the_feed_and_clears
     t0 = time.time_ns()
 
     live.fault("upbit", "pause", pause_s)
-    ep, raised, cleared = watch_episode(live, "upbit", t0, r"stale feed upbit (BTC|ETH|XRP|USDT)\b",
+    _, raised, cleared = watch_episode(live, "upbit", t0, r"stale feed upbit (BTC|ETH|XRP|USDT)\b",
                                         clear_after_ns=t0 + int(pause_s * 1e9))
 
     assert (raised - t0) / 1e9 <= FAIL_AFTER_S + 1.0, f"fail-closed after {(raised - t0) / 1e9:.2f}s"
@@ -149,7 +146,7 @@ def test_a_stopped_feed_process_fails_trading_closed_is_restarted_and_trading_re
 
     os.kill(old, signal.SIGSTOP)
     try:
-        ep, raised, cleared = watch_episode(live, "binance", t0, r"stale feed binance (BTC|ETH|XRP)\b",
+        _, raised, cleared = watch_episode(live, "binance", t0, r"stale feed binance (BTC|ETH|XRP)\b",
                                             clear_after_ns=t0)
     finally:
         with contextlib.suppress(ProcessLookupError):
