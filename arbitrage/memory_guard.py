@@ -30,6 +30,7 @@ class MemoryGuard:
         self.samples: dict[str, deque[float]] = {}
         self.pids: dict[str, int] = {}
         self.last_recycle: dict[str, float] = {}
+        self.recycled_pids: set[int] = set()
 
     def drift_rate(self, actor: str) -> float:
         """Relative RSS growth across the window, clamped to [-1, 1]."""
@@ -49,15 +50,19 @@ class MemoryGuard:
             self.samples[actor] = deque(maxlen=self.window)
         s = self.samples[actor]
         s.append(rss_mb)
+        if pid in self.recycled_pids:
+            return None  # already asked to recycle this process; wait for its successor
         t = self.now()
-        if t - self.last_recycle.get(actor, -1e18) < self.min_interval:
-            return None
         reason = ""
+        # The hard limit is never rate-limited: a leak that comes straight back
+        # after a recycle must be recycled again before it passes the limit.
         if rss_mb >= self.limit * self.early:
             reason = f"rss {rss_mb:.0f}MB near limit {self.limit:.0f}MB"
-        elif len(s) == self.window and self.drift_rate(actor) > self.drift_threshold:
+        elif (len(s) == self.window and self.drift_rate(actor) > self.drift_threshold
+              and t - self.last_recycle.get(actor, -1e18) >= self.min_interval):
             reason = f"memory drift {self.drift_rate(actor):.2f} > {self.drift_threshold}"
         if not reason:
             return None
         self.last_recycle[actor] = t
+        self.recycled_pids.add(pid)
         return RecycleDecision(actor, reason)

@@ -38,12 +38,29 @@ def test_sustained_drift_past_the_threshold_recycles() -> None:
     assert all(d is None for d in out[:-1])
 
 
-def test_a_new_pid_starts_a_fresh_history_and_recycles_are_rate_limited() -> None:
+def test_a_process_is_asked_to_recycle_once() -> None:
+    c = Clock()
+    g = MemoryGuard(rss_limit_mb=100, drift_threshold=1.0, window=10, min_interval_s=60, now=c)
+    assert g.observe("engine", 11, 95) is not None
+    c.t += 1
+    assert g.observe("engine", 11, 96) is None
+
+
+def test_the_limit_is_enforced_on_a_successor_even_within_the_drift_rate_limit() -> None:
     c = Clock()
     g = MemoryGuard(rss_limit_mb=100, drift_threshold=1.0, window=10, min_interval_s=60, now=c)
     assert g.observe("engine", 11, 95) is not None
     c.t += 10
-    assert g.observe("engine", 12, 95) is None  # within min interval
     assert g.drift_rate("engine") == 0.0
+    assert g.observe("engine", 12, 95) is not None  # a new pid near the limit: recycle again
+
+
+def test_drift_recycles_are_rate_limited() -> None:
+    c = Clock()
+    g = MemoryGuard(rss_limit_mb=10_000, drift_threshold=0.2, window=10, min_interval_s=60, now=c)
+    assert [g.observe("engine", 11, 100.0 + 10 * i) for i in range(10)][-1] is not None
+    c.t += 5
+    out = [g.observe("engine", 12, 100.0 + 10 * i) for i in range(10)]
+    assert all(d is None for d in out)  # drift again within the minute: wait
     c.t += 60
-    assert g.observe("engine", 12, 95) is not None
+    assert g.observe("engine", 12, 300.0) is not None
