@@ -12,7 +12,6 @@ tests that share a daemon to keep the suite fast.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import DaemonRun, runtime_config
+from tests.support.daemon import DaemonRun, runtime_config, teardown_runs
 
 DaemonFactory = Callable[..., DaemonRun]
 
@@ -50,17 +49,7 @@ class _Runs:
         return run
 
     def teardown(self) -> None:
-        problems = []
-        for run in self.runs:
-            leaked = run.cleanup()
-            if leaked:
-                problems.append(f"{run.run_dir}: processes outlived the daemon and were killed: {leaked}")
-            left = run.processes()
-            if left:
-                problems.append(f"{run.run_dir}: processes still alive after cleanup: {[p.pid for p in left]}")
-        for d in self._short:
-            shutil.rmtree(d, ignore_errors=True)
-        assert not problems, "\n".join(problems)
+        teardown_runs(self.runs, self._short)
 
 
 @pytest.fixture

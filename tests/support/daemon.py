@@ -12,6 +12,7 @@ import contextlib
 import copy
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -275,6 +276,22 @@ class DaemonRun:
         if leaked:
             psutil.wait_procs(leaked, timeout=5)
         return described
+
+
+def teardown_runs(runs: list[DaemonRun], short_dirs: list[Path]) -> None:
+    """Stop every run, kill (by pid) whatever outlived its daemon, remove the
+    short socket dirs, and fail the test if anything had to be killed."""
+    problems = []
+    for run in runs:
+        leaked = run.cleanup()
+        if leaked:
+            problems.append(f"{run.run_dir}: processes outlived the daemon and were killed: {leaked}")
+        left = run.processes()
+        if left:
+            problems.append(f"{run.run_dir}: processes still alive after cleanup: {[p.pid for p in left]}")
+    for d in short_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    assert not problems, "\n".join(problems)
 
 
 def run_cli(exe: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30.0,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 
 from storage.ledger import UNRESOLVED, Ledger
 from supervisors.control import ControlError
-from tests.support.daemon import ARBD, DaemonRun, deep_merge, free_port, wait_until
+from tests.support.daemon import ARBD, DaemonRun, deep_merge, free_port, teardown_runs, wait_until
 from venues.sim.config import TEST_KEYS
 
 KEY_VARS = ("UPBIT_ACCESS_KEY", "UPBIT_SECRET_KEY", "BINANCE_API_KEY", "BINANCE_API_SECRET")
@@ -251,17 +250,7 @@ class SimRuns:
         return run
 
     def teardown(self) -> None:
-        problems = []
-        for run in self.runs:
-            leaked = run.cleanup()
-            if leaked:
-                problems.append(f"{run.run_dir}: processes outlived the daemon and were killed: {leaked}")
-            left = run.processes()
-            if left:
-                problems.append(f"{run.run_dir}: processes still alive after cleanup: {[p.pid for p in left]}")
-        for d in self._short:
-            shutil.rmtree(d, ignore_errors=True)
-        assert not problems, "\n".join(problems)
+        teardown_runs(self.runs, self._short)
 
 
 @contextlib.contextmanager
