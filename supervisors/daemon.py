@@ -61,6 +61,7 @@ class Daemon:
         self._exit_code = EXIT_OK
         self._pending: dict[str, tuple[bytes, str, float, Any]] = {}  # forwarded cmd id -> client
         self._escalation_deadline: float | None = None
+        self._last_states: tuple[str, ...] = ()
         self._next_progress = time.monotonic() + min(PROGRESS_EVERY_S, (max_runtime_s or 600.0) / 10)
 
     # -- lifecycle -------------------------------------------------------------
@@ -146,6 +147,12 @@ class Daemon:
                     if topic == b"event":
                         self._on_event_note(frame)
             self.supervisor.check()
+            # The guard fails closed on what this report says: send it the
+            # moment any child changes state, not at the next timer tick.
+            states = tuple(c.state for c in self.supervisor.children.values())
+            if states != self._last_states:
+                self._last_states = states
+                self._publish_report()
             now = time.monotonic()
             self._expire_pending(now)
             table = tuple((c.state, c.pid) for c in self.supervisor.children.values())
