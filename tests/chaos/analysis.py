@@ -71,6 +71,8 @@ def fail_closed_reaction(rec: FaultRecord, states: list[Any], trade_path: tuple[
     target = rec.fault.target
     if target not in trade_path or target == "guard":
         return None
+    if not any(killed_ns - 1_000_000_000 <= st.ts_ns <= killed_ns for st in states):
+        return None  # the guard itself was down (or restarting) when this actor died
     for st in states:
         if st.ts_ns >= killed_ns and st.fail_closed and any(target in r for r in st.reasons):
             return (st.ts_ns - killed_ns) / 1e9
@@ -129,7 +131,8 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
     # 1. no client order id twice; exchange <-> ledger
     p += inv.duplicate_client_ids(r.sim_orders)
     cutoff = r.sim_orders_at_ns if r.exit_code == ESCALATION_EXIT else None
-    p += inv.ledger_vs_exchange(r.sim_orders, rows, ledger_cutoff_ns=cutoff)
+    executor_gone = any(x["event"] == "escalate" and x["actor"] == "executor" for x in r.restart_log)
+    p += inv.ledger_vs_exchange(r.sim_orders, rows, ledger_cutoff_ns=cutoff, allow_unresolved=executor_gone)
 
     # 2. nothing accepted while fail-closed or halted (beyond the in-flight tolerance)
     guard_kills = [x.start_ns for x in r.records if x.fault.target == "guard" and x.pid]
@@ -161,7 +164,7 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
         if rec.note.startswith("could not apply"):
             p.append(f"{rec.fault.describe()}: {rec.note}")
         killed = rec.fault.kind in ("kill", "kill_midsend") or "killed by the supervisor" in rec.note
-        if killed and rec.pid:
+        if killed and rec.pid and not rec.note.startswith("could not apply"):
             killed_ns = kill_time_ns(rec, r.restart_log)
             t = kill_recovery(rec, r.samples, killed_ns)
             if t is None or t > RECOVERY_LIMIT_S:
@@ -171,7 +174,9 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
             else:
                 a.kill_recovery_s.append(t)
             fc = fail_closed_reaction(rec, sorted(r.states, key=lambda x: x.ts_ns), TRADE_PATH, killed_ns)
-            if fc is not None:
+            guard_killed_next = any(x.fault.target == "guard" and 0 <= x.start_ns - killed_ns <= 1_000_000_000
+                                    for x in r.records)
+            if fc is not None and not guard_killed_next:
                 a.fail_closed_s.append(fc)
         venue = _venue_of(rec)
         if venue is not None:

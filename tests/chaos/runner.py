@@ -148,9 +148,15 @@ class StatusPoller(threading.Thread):
     def run(self) -> None:
         next_orders = 0.0
         while not self._halt.is_set():
-            self.poll_once()
-            if time.monotonic() >= next_orders:
-                next_orders = time.monotonic() + self.orders_every_s
+            s = self.poll_once()
+            # An escalation stops the daemon (and the exchange with it) within
+            # seconds: keep the exchange's record fresh from then on.
+            failed = s is not None and any(st == "failed" for _, st in s.actors.values())
+            now = time.monotonic()
+            if failed:
+                next_orders = min(next_orders, now)
+            if now >= next_orders:
+                next_orders = now + (0.25 if failed else self.orders_every_s)
                 self.fetch_orders()
             self._halt.wait(self.interval_s)
 
@@ -301,6 +307,7 @@ class ChaosRun:
         self.poller: StatusPoller | None = None
         self.bus: BusMonitor | None = None
         self.admin: SimAdmin | None = None
+        self._background: list[threading.Thread] = []
 
     def __enter__(self) -> ChaosRun:
         return self
@@ -330,15 +337,26 @@ class ChaosRun:
                        "the first orders of the armed daemon")
 
     def apply(self, fault: Fault) -> FaultRecord:
+        """Apply one fault. A SIGSTOP lasts a while: it runs on a thread of its
+        own so that the schedule keeps its pace (and its restart budget)."""
         rec = FaultRecord(fault, start_ns=now_ns())
+        self.result.records.append(rec)
+        if fault.kind == "sigstop":
+            t = threading.Thread(target=self._apply, args=(rec,), name="chaos-sigstop", daemon=True)
+            self._background.append(t)
+            t.start()
+        else:
+            self._apply(rec)
+        return rec
+
+    def _apply(self, rec: FaultRecord) -> None:
+        fault = rec.fault
         try:
             getattr(self, f"_fault_{fault.kind}")(fault, rec)
         except (OSError, urllib.error.URLError, AssertionError) as e:
             rec.note = f"could not apply: {type(e).__name__}: {e}"
         rec.end_ns = rec.end_ns or now_ns()
-        self.result.records.append(rec)
         self.log(f"  {fault.describe():<44} pid={rec.pid} {rec.note}")
-        return rec
 
     def execute(self) -> ChaosResult:
         """Start, arm, run the schedule, settle, halt, collect, stop."""
@@ -359,6 +377,8 @@ class ChaosRun:
     def finish(self) -> None:
         r = self.result
         assert self.poller is not None and self.bus is not None and self.admin is not None
+        for t in self._background:  # SIGSTOPs still running end (SIGCONT) first
+            t.join(30)
         if self.run.alive():
             with contextlib.suppress(OSError, urllib.error.URLError):
                 self.admin.clear()
@@ -412,16 +432,22 @@ class ChaosRun:
 
     # -- faults ------------------------------------------------------------------------------
     def _pid_of(self, actor: str, timeout: float = 20.0) -> int:
-        """The running pid of ``actor`` from status, checked to be this daemon's child."""
+        """The running pid of ``actor`` from status, checked to be a live child
+        of this daemon that we have not faulted already (status may still show
+        a process killed a moment ago as running)."""
+        killed = {r.pid for r in self.result.records
+                  if r.pid and (r.fault.kind in ("kill", "kill_midsend") or "killed" in r.note)}
+
         def probe() -> int | None:
             s = self.poller.poll_once() if self.poller else None
             if s is None or actor not in s.actors:
                 return None
             pid, state = s.actors[actor]
-            if state != "running" or not pid:
+            if state != "running" or not pid or pid in killed:
                 return None
             try:
-                if psutil.Process(pid).ppid() != self.run.pid:
+                p = psutil.Process(pid)
+                if p.ppid() != self.run.pid or p.status() == psutil.STATUS_ZOMBIE:
                     return None
             except psutil.Error:
                 return None
@@ -440,13 +466,14 @@ class ChaosRun:
 
     def _fault_kill_midsend(self, fault: Fault, rec: FaultRecord) -> None:
         assert self.admin is not None and self.bus is not None
-        pid = self._pid_of("executor")
+        self._pid_of("executor")  # running before we start waiting for an order
         # Hold the venues' REST replies back: an order sent now is at the venue
         # well before the executor could hear about it.
         for venue in ("upbit", "binance"):
             self.admin.fault(venue=venue, kind="delay", seconds=12.0, delay_s=0.4)
         self.bus.sent.clear()
         got = self.bus.sent.wait(10.0)
+        pid = self._pid_of("executor", timeout=5.0)  # the one that just sent, not a stale entry
         rec.pid = pid
         rec.start_ns = now_ns()
         os.kill(pid, signal.SIGKILL)

@@ -24,17 +24,20 @@ The CI test runs a ~50 s schedule; ``make chaos`` runs the long ones
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 from dataclasses import replace
 
 import pytest
 
 from messages import OrderEvent
-from storage.ledger import OrderRow
+from storage.ledger import Ledger, OrderRow
 from tests.chaos.analysis import analyse
 from tests.chaos.runner import ChaosRun
 from tests.chaos.schedule import FEEDS, ROLES, VENUES, Fault, make_schedule, restart_budget_ok
 from tests.support import chaos_invariants as inv
+from tests.support.daemon import wait_until
 
 SHORT_SECONDS = 51.0
 SHORT_GAP_S = 3.0
@@ -184,12 +187,29 @@ def test_killing_the_executor_past_its_restart_intensity_escalates_cleanly() -> 
     schedule = [Fault(0.0, "kill_midsend", "executor")] + [Fault(0.1 * i, "kill", "executor") for i in range(1, 6)]
     with ChaosRun(99, schedule) as run:
         result = run.execute()
-    a = analyse(result, expect_escalation=True)
-    print("\n".join(a.lines))
-    assert result.escalated and result.exit_code == 2
-    halted = [s for s in result.states if s.state == "halted"]
-    assert halted or any(s.trading_state == "halted" for s in result.samples)
-    assert not a.problems, "\n".join(a.problems[:40])
+        a = analyse(result, expect_escalation=True)
+        print("\n".join(a.lines))
+        assert result.escalated and result.exit_code == 2
+        halted = [s for s in result.states if s.state == "halted"]
+        assert halted or any(s.trading_state == "halted" for s in result.samples)
+        assert not a.problems, "\n".join(a.problems[:40])
+
+        # The next start: still halted (the halt is persisted), the legs the dead
+        # executor left unresolved are reconciled, and nothing is sent.
+        d = run.run
+        d.start(timeout=60, max_runtime_s=120)
+        st = d.status()
+        assert st["trading_state"] == "halted" and "escalation" in st["halt_reason"], st
+        wait_until(lambda: d.status()["orders"]["open"] == 0, 30, "the restarted executor to reconcile")
+        sim = json.loads(d.run.sim_file.read_text())
+        with urllib.request.urlopen(sim["admin"] + "/_sim/orders", timeout=5) as resp:
+            assert json.load(resp) == [], "an order reached the exchange while halted"
+        assert d.stop() == 0
+    ledger = Ledger(result.ledger_path, readonly=True)
+    try:
+        assert not ledger.unresolved(), [r.client_order_id for r in ledger.unresolved()]
+    finally:
+        ledger.close()
 
 
 def test_fault_descriptions_name_kind_target_and_length() -> None:

@@ -60,11 +60,13 @@ def _close(a: float, b: float) -> bool:
 
 
 def ledger_vs_exchange(sim_orders: Sequence[dict[str, Any]], rows: Sequence[OrderRow], *,
-                       ledger_cutoff_ns: int | None = None) -> list[str]:
+                       ledger_cutoff_ns: int | None = None, allow_unresolved: bool = False) -> list[str]:
     """Every order the exchange saw is in the ledger with the same terms, and
     every ledger order is where its status says: at the venue (with the same
     fill) or not. ``ledger_cutoff_ns`` skips ledger rows written after the
-    exchange's records were fetched (when the daemon ended on its own)."""
+    exchange's records were fetched (when the daemon ended on its own);
+    ``allow_unresolved`` accepts rows a dead executor left for the next start
+    to reconcile (an escalation on the executor)."""
     problems: list[str] = []
     by_cid = {r.client_order_id: r for r in rows}
     sim_by_cid: dict[str, dict[str, Any]] = {}
@@ -92,7 +94,7 @@ def ledger_vs_exchange(sim_orders: Sequence[dict[str, Any]], rows: Sequence[Orde
     for row in rows:
         if ledger_cutoff_ns is not None and row.created_ns > ledger_cutoff_ns:
             continue
-        if row.status in LEDGER_UNRESOLVED:
+        if row.status in LEDGER_UNRESOLVED and not allow_unresolved:
             problems.append(f"{row.client_order_id}: still {row.status} in the ledger at the end "
                             f"({'at' if row.client_order_id in sim_by_cid else 'not at'} the exchange)")
         elif row.status in LEDGER_AT_VENUE and row.client_order_id not in sim_by_cid:
@@ -120,20 +122,21 @@ def windows_from_states(states: Sequence[Any], end_ns: int) -> list[Window]:
 
 
 def windows_from_samples(samples: Sequence[Any], end_ns: int) -> list[Window]:
-    """Closed windows as ``status`` reported them (polled: a window starts at
-    the first sample that says closed)."""
+    """Closed windows as ``status`` reported them. Polled, so a window is what
+    is known: from the first sample that says closed to the last one that
+    still does (trading may have reopened anywhere before the next sample)."""
     out: list[Window] = []
-    open_at: tuple[int, str] | None = None
+    run: tuple[int, int, str] | None = None  # (first closed, last closed, why)
     for s in samples:
         closed = s.trading_state != "armed" or s.fail_closed
-        if closed and open_at is None:
+        if closed:
             why = s.trading_state if s.trading_state != "armed" else "; ".join(s.reasons)
-            open_at = (s.t_ns, why)
-        elif not closed and open_at is not None:
-            out.append(Window(open_at[0], s.t_ns, f"status: {open_at[1]}"))
-            open_at = None
-    if open_at is not None:
-        out.append(Window(open_at[0], end_ns, f"status: {open_at[1]}"))
+            run = (s.t_ns, s.t_ns, why) if run is None else (run[0], s.t_ns, run[2])
+        elif run is not None:
+            out.append(Window(run[0], run[1], f"status: {run[2]}"))
+            run = None
+    if run is not None:
+        out.append(Window(run[0], max(run[1], end_ns), f"status: {run[2]}"))
     return out
 
 
