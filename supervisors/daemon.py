@@ -129,7 +129,6 @@ class Daemon:
         poller.register(self.bus.capture, zmq.POLLIN)
         registered: set[int] = set()
         next_metrics = 0.0
-        reported: tuple[tuple[str, int | None], ...] = ()
         while not self._stop_reason:
             sentinels = self.supervisor.sentinels()
             for fd in set(sentinels) - registered:
@@ -155,17 +154,10 @@ class Daemon:
                 self._publish_report()
             now = time.monotonic()
             self._expire_pending(now)
-            table = tuple((c.state, c.pid) for c in self.supervisor.children.values())
             if now >= next_metrics:
                 self.metrics.refresh(self)
                 self._publish_report()
                 next_metrics = now + 0.5
-            elif table != reported:
-                # A child died, restarted or came up: tell the guard and the
-                # watchdog now, not at the next periodic report (up to 0.5 s,
-                # during which a dead trade-path actor would not fail trading closed).
-                self._publish_report()
-            reported = table
             if self.cfg.longrun.enabled and now >= self._next_progress:
                 self._next_progress = now + min(PROGRESS_EVERY_S, (self.max_runtime_s or 600.0) / 10)
                 print(status_view.progress_line(self), flush=True)
