@@ -136,7 +136,8 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
 
     # 2. nothing accepted while fail-closed or halted (beyond the in-flight tolerance)
     guard_kills = [x.start_ns for x in r.records if x.fault.target == "guard" and x.pid]
-    guard_windows = inv.windows_from_states(r.states, r.end_ns) + inv.guard_gaps(guard_kills, r.states, r.end_ns)
+    guard_windows = (inv.windows_from_states(r.states, r.end_ns) + inv.guard_gaps(guard_kills, r.states, r.end_ns)
+                     + inv.windows_from_events(getattr(r, "events", []), r.end_ns))
     status_windows = inv.windows_from_samples(r.samples, r.end_ns)
     p += inv.orders_in_closed_windows(r.sim_orders, rows, guard_windows,
                                       tolerance_ns=int(IN_FLIGHT_TOLERANCE_S * 1e9),

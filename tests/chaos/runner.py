@@ -278,6 +278,7 @@ class ChaosResult:
     exit_code: int | None = None
     escalated: bool = False
     restart_log: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # the event log, every line
     leaked: list[str] = field(default_factory=list)
     ledger_path: Path | None = None
     halted_at_ns: int = 0
@@ -407,6 +408,10 @@ class ChaosRun:
         r.sim_orders, r.sim_orders_at_ns = self.poller.sim_orders, self.poller.sim_orders_at_ns
         r.status_failures = self.poller.failures
         r.restart_log = self.run.restart_log()
+        for path in sorted((self.run.run.logs_dir / "events").glob("*.jsonl")):
+            for line in path.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    r.events.append(json.loads(line))
         r.escalated = any(x["event"] == "escalate" for x in r.restart_log)
         r.ledger_path = self.run.run.ledger_path
         with contextlib.suppress(OSError, pickle.PicklingError):  # for a post-mortem of a failed run

@@ -153,6 +153,16 @@ def test_windows_follow_the_guards_state_stream() -> None:
     assert [(x.start_ns, x.end_ns) for x in w] == [(1, 5), (9, 12), (20, 30)]
 
 
+def test_the_event_log_gives_halt_and_fail_closed_windows() -> None:
+    events = [{"ts": 1.0, "event_type": "arm"}, {"ts": 2.0, "event_type": "fail_closed", "key": "stale.upbit"},
+              {"ts": 3.0, "event_type": "halt"}, {"ts": 4.0, "event_type": "fail_closed_cleared", "key": "stale.upbit"},
+              {"ts": 5.0, "event_type": "arm"}, {"ts": 6.0, "event_type": "halt"}]
+
+    w = inv.windows_from_events(events, end_ns=9_000_000_000)
+
+    assert sorted((x.start_ns // 10**9, x.end_ns // 10**9) for x in w) == [(2, 4), (3, 5), (6, 9)]
+
+
 def test_exposure_replay_flags_a_breach() -> None:
     ev = OrderEvent(intent_id="i", pair_id="p", action="open", client_order_id="u", venue="upbit", symbol="BTC",
                     side="buy", status="filled", qty=0.01, price=100_000_000.0, filled_qty=0.01,

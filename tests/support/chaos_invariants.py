@@ -140,6 +140,30 @@ def windows_from_samples(samples: Sequence[Any], end_ns: int) -> list[Window]:
     return out
 
 
+def windows_from_events(events: Sequence[dict[str, Any]], end_ns: int) -> list[Window]:
+    """Closed windows from the event log: a ``halt`` until the next ``arm``,
+    a ``fail_closed`` until the ``fail_closed_cleared`` of the same key."""
+    out: list[Window] = []
+    halted_at: int | None = None
+    raised: dict[str, int] = {}
+    for e in sorted(events, key=lambda x: x.get("ts", 0.0)):
+        t = int(float(e.get("ts", 0.0)) * 1e9)
+        kind = e.get("event_type")
+        if kind == "halt" and halted_at is None:
+            halted_at = t
+        elif kind == "arm" and halted_at is not None:
+            out.append(Window(halted_at, t, "event log: halt"))
+            halted_at = None
+        elif kind == "fail_closed" and e.get("key"):
+            raised.setdefault(str(e["key"]), t)
+        elif kind == "fail_closed_cleared" and str(e.get("key")) in raised:
+            out.append(Window(raised.pop(str(e["key"])), t, f"event log: fail_closed {e['key']}"))
+    if halted_at is not None:
+        out.append(Window(halted_at, end_ns, "event log: halt"))
+    out += [Window(t, end_ns, f"event log: fail_closed {k}") for k, t in raised.items()]
+    return out
+
+
 def guard_gaps(guard_kills_ns: Sequence[int], states: Sequence[Any], end_ns: int) -> list[Window]:
     """While the guard is dead nothing can be decided: from each guard kill to
     the first TradingState its replacement publishes."""
