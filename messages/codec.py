@@ -176,6 +176,78 @@ def _dataclass_encoder(cls: type) -> Callable[[Any], list[Any]]:
     return enc
 
 
+class _Slow:
+    """Returned by a fast decoder that met anything unusual."""
+
+
+_SLOW = _Slow()
+
+# Straight-line checks per scalar type, for generated decoders. ``float``
+# also takes an int (msgpack packs 1.0 as a float, but a peer may not).
+_FAST_SCALAR_CHECKS: dict[Any, str] = {
+    int: "if type({v}) is not int: return _SLOW",
+    str: "if type({v}) is not str: return _SLOW",
+    bool: "if type({v}) is not bool: return _SLOW",
+    bytes: "if type({v}) is not bytes: return _SLOW",
+    float: "if type({v}) is not float:\n        if type({v}) is not int: return _SLOW\n        {v} = float({v})",
+}
+_LEVELS_TYPE = tuple[tuple[float, float], ...]
+
+
+def _fast_levels(v: Any) -> Any:
+    """``tuple[tuple[float, float], ...]`` (book levels), the bulk of a BookTop."""
+    if type(v) is not list and type(v) is not tuple:
+        return _SLOW
+    out = []
+    for x in v:
+        if (type(x) is not list and type(x) is not tuple) or len(x) != 2:
+            return _SLOW
+        a, b = x
+        if type(a) is not float or type(b) is not float:
+            return _SLOW
+        out.append((a, b))
+    return tuple(out)
+
+
+def _fast_decoder(cls: type, hints: dict[str, Any], names: list[str]) -> Callable[[Any], Any]:
+    """A generated, straight-line decoder for ``cls`` (as dataclasses
+    generates ``__init__``): the generic per-field loop costs ~30 µs for a
+    15-level BookTop, this ~4 µs. It returns ``_SLOW`` at the first thing it
+    does not expect; the generic decoder then names the error precisely."""
+    env: dict[str, Any] = {"_SLOW": _SLOW, "cls": cls}
+    lines = ["def fast(v):", f"    if type(v) is not list or len(v) != {len(names)}: return _SLOW"]
+    args = [f"f{i}" for i in range(len(names))]
+    lines.append(f"    {', '.join(args)}{',' if len(args) == 1 else ''} = v")
+    for i, name in enumerate(names):
+        tp, var = hints[name], f"f{i}"
+        if tp in _FAST_SCALAR_CHECKS:
+            lines.append("    " + _FAST_SCALAR_CHECKS[tp].format(v=var))
+        elif tp in (Any, object):
+            continue
+        else:
+            if tp == _LEVELS_TYPE:
+                env[f"c{i}"] = _fast_levels
+            elif dataclasses.is_dataclass(tp):
+                env[f"c{i}"] = _dataclass_decoder(tp).fast  # type: ignore[attr-defined]
+            else:  # rarer shapes: the generic checker, its error meaning "slow path"
+                generic = _checker_for(tp)
+
+                def guarded(x: Any, generic: Checker = generic) -> Any:
+                    try:
+                        return generic(x)
+                    except DecodeError:
+                        return _SLOW
+
+                env[f"c{i}"] = guarded
+            lines.append(f"    {var} = c{i}({var})")
+            lines.append(f"    if {var} is _SLOW: return _SLOW")
+    kwargs = ", ".join(f"{n}={a}" for n, a in zip(names, args, strict=True))
+    lines += ["    try:", f"        return cls({kwargs})", "    except (TypeError, ValueError):",
+              "        return _SLOW"]
+    exec("\n".join(lines), env)  # noqa: S102 - source built above from field names only
+    return env["fast"]  # type: ignore[no-any-return]
+
+
 def _dataclass_decoder(cls: type) -> Checker:
     dec = _DECODERS.get(cls)
     if dec is not None:
@@ -187,7 +259,7 @@ def _dataclass_decoder(cls: type) -> Checker:
     n = len(names)
     label = cls.__name__
 
-    def dec(v: Any) -> Any:
+    def slow(v: Any) -> Any:
         if type(v) not in (list, tuple) or len(v) != n:
             raise DecodeError(f"{label}: expected {n} fields")
         kwargs = {}
@@ -201,6 +273,13 @@ def _dataclass_decoder(cls: type) -> Checker:
         except (TypeError, ValueError) as e:
             raise DecodeError(f"{label}: {e}") from None
 
+    fast = _fast_decoder(cls, hints, names)
+
+    def dec(v: Any) -> Any:
+        msg = fast(v)
+        return slow(v) if msg is _SLOW else msg
+
+    dec.fast, dec.slow = fast, slow  # type: ignore[attr-defined]  # for tests
     _DECODERS[cls] = dec
     return dec
 

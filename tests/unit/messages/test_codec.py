@@ -230,3 +230,44 @@ def test_a_nested_message_with_a_wrong_field_is_a_decode_error() -> None:
 
     with pytest.raises(DecodeError, match="qty"):
         decode(_envelope("opp", body))
+
+
+
+def _generic(cls: type, body: Any) -> tuple[str, Any]:
+    """The generic decoder alone: the message, or the error it names."""
+    from messages.codec import _dataclass_decoder
+
+    try:
+        return "ok", _dataclass_decoder(cls).slow(body)  # type: ignore[attr-defined]
+    except DecodeError as e:
+        return "error", str(e)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(msg=ANY_MESSAGE, data=st.data())
+def test_the_generated_fast_decoder_agrees_with_the_generic_one(msg: Message, data: st.DataObject) -> None:
+    """Same message for every valid body; for a mutated body, either the same
+    message or a fall-back to the generic decoder (which names the error)."""
+    from messages.codec import _SLOW, _dataclass_decoder
+
+    cls = type(msg)
+    body = msgpack.unpackb(_frame(msg), raw=False, strict_map_key=False)[5]
+    dec = _dataclass_decoder(cls)
+    assert dec.fast(body) == msg  # type: ignore[attr-defined]
+    i = data.draw(st.integers(0, len(body) - 1))
+    body[i] = data.draw(ANY_VALUE)
+    fast = dec.fast(body)  # type: ignore[attr-defined]
+    if fast is not _SLOW:
+        assert _generic(cls, body) == ("ok", fast)
+
+
+def test_a_book_with_integer_levels_takes_the_generic_path_and_gets_floats() -> None:
+    top = BookTop(venue="upbit", symbol="BTC", bid=1.0, ask=2.0, bid_size=1.0, ask_size=1.0,
+                  bids=((1.0, 3.0),), asks=((2.0, 4.0),))
+    outer = msgpack.unpackb(_frame(top), raw=False)
+    outer[5][8] = [[1, 3]]
+    got = decode(msgpack.packb(outer, use_bin_type=True)).msg
+    assert got == top and type(got.bids[0][0]) is float
+    outer[5][8] = [[True, 3.0]]
+    with pytest.raises(DecodeError, match="bids"):
+        decode(msgpack.packb(outer, use_bin_type=True))
