@@ -36,6 +36,7 @@ import multiprocessing
 import os
 import platform
 import random
+import shutil
 import struct
 import sys
 import tempfile
@@ -336,7 +337,9 @@ def measure_feed(venue: str, n: int, root: Path, deadline_s: float = 90.0) -> di
         t0 = t1 = 0.0
         end = time.monotonic() + deadline_s
         while count < n and time.monotonic() < end:
-            if not sub.poll(1000):
+            if not sub.poll(3000):
+                if count:
+                    break  # the stream is over and some books never came: report them lost
                 continue
             topic, frame = sub.recv_multipart()
             if topic == probe:
@@ -388,7 +391,7 @@ def run_venue(venue: str, n: int, root: Path) -> dict[str, Any]:
     return {"venue": venue, "frames": n, "bare_fps": round(bare["fps"]), "parse_only_fps": round(parse["fps"]),
             "feed_fps": round(feed["fps"]), "ratio": round(ratio, 3),
             "ratio_to_parse_only": round(feed["fps"] / parse["fps"], 3) if parse["fps"] else None,
-            "feed_complete": feed["complete"], "feed_restarts": feed["restarts"],
+            "feed_complete": feed["complete"], "feed_lost": n - feed["frames"], "feed_restarts": feed["restarts"],
             "feed_rss_mb_at_end": feed["rss_mb_at_end"],
             "meets_target": ratio >= TARGET_RATIO and feed["fps"] >= TARGET_FPS}
 
@@ -401,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     venues = ("upbit", "binance") if args.venue == "both" else (args.venue,)
     root = Path(tempfile.mkdtemp(prefix="arbd-bfeed-", dir="/tmp"))
-    results = [run_venue(v, args.frames, root) for v in venues]
+    try:
+        results = [run_venue(v, args.frames, root) for v in venues]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     out = {"bench": "feed", "machine": machine(), "targets": {"ratio": TARGET_RATIO, "fps": TARGET_FPS},
            "results": results}
     if not args.json:

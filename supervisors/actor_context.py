@@ -7,11 +7,14 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+import zmq
+
 from actors.base import Inbound, RoleActor
 from messages import Command, EventNote, Message, Reply
 from supervisors.config import ArbdConfig
 from supervisors.endpoints import Endpoints
 from supervisors.outbox import Outbox
+from supervisors.publisher import ThreadPublisher
 from supervisors.runfiles import EventLog, RunDir
 
 
@@ -35,7 +38,7 @@ def resolve_role(path: str) -> type[RoleActor]:
 class ActorContext:
     """What an actor may do with the outside world. Safe from any thread."""
 
-    def __init__(self, spec: HostSpec, outbox: Outbox) -> None:
+    def __init__(self, spec: HostSpec, outbox: Outbox, zctx: zmq.Context | None = None) -> None:
         self.name = spec.name
         self.incarnation = spec.incarnation
         self.config = spec.config
@@ -43,11 +46,23 @@ class ActorContext:
         self.endpoints = spec.endpoints
         self.counters: dict[str, float] = {}
         self._outbox = outbox
+        self._zctx = zctx
+        self.publishers: list[ThreadPublisher] = []
         self._events: EventLog | None = None
 
     # trade path and bus
     def publish(self, msg: Message) -> None:
         self._outbox.put(("pub", msg))
+
+    def thread_publisher(self) -> ThreadPublisher:
+        """A bus publisher for the calling thread only (see supervisors.publisher):
+        for a high-rate producer on a thread of its own, not for actor code."""
+        if self._zctx is None:
+            raise RuntimeError("this context has no ZeroMQ context for thread publishers")
+        pub = ThreadPublisher(self._zctx, self.endpoints.bus_in, self.config.bus.pub_hwm,
+                              self.name, self.incarnation)
+        self.publishers.append(pub)
+        return pub
 
     def send(self, target: str, msg: Message) -> None:
         """Point-to-point, acknowledged and retransmitted until acked."""

@@ -60,7 +60,7 @@ class ActorHost:
         self._tag = f"{spec.name}-{spec.incarnation}"
         self._wake_ep = f"inproc://wake-{self._tag}"
         self.outbox = Outbox(self.zctx, self._wake_ep)
-        self.actx = ActorContext(spec, self.outbox)
+        self.actx = ActorContext(spec, self.outbox, self.zctx)
         # I/O-thread state
         self._pub_seq: dict[str, int] = {}
         self._p2p_seq: dict[str, int] = {}
@@ -354,7 +354,7 @@ class ActorHost:
         self._send_sup(Heartbeat(
             actor=self.spec.name, incarnation=self.spec.incarnation, pid=os.getpid(),
             loop_latency_ms=latency_ms, rss_mb=rss_mb, msgs_in=self.msgs_in,
-            msgs_out=self.msgs_out, gaps=self.gaps, decode_errors=self.decode_errors,
+            msgs_out=self.msgs_out + sum(p.sent for p in self.actx.publishers), gaps=self.gaps, decode_errors=self.decode_errors,
             counters=counters))
 
 

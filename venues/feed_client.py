@@ -130,6 +130,8 @@ class FeedClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_ev: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._on_thread_start: Callable[[], None] | None = None
+        self._on_thread_exit: Callable[[], None] | None = None
 
     # -- public ------------------------------------------------------------------
     def snapshot(self) -> FeedStats:
@@ -142,10 +144,19 @@ class FeedClient:
             last_top_ns=self._last_top_ns, last_error=self._last_error,
         )
 
-    def run_in_thread(self, name: str | None = None) -> threading.Thread:
-        """Run on a private event loop in a daemon thread; returns the thread."""
+    def run_in_thread(self, name: str | None = None, *,
+                      on_thread_start: Callable[[], None] | None = None,
+                      on_thread_exit: Callable[[], None] | None = None) -> threading.Thread:
+        """Run on a private event loop in a daemon thread; returns the thread.
+
+        ``on_thread_start`` runs on that thread before the first connection
+        (to set up what ``on_top`` uses there, e.g. a socket only that thread
+        may touch); ``on_thread_exit`` runs on it last, whatever happened.
+        """
         if self._thread is not None:
             raise RuntimeError("this FeedClient already ran in a thread")
+        self._on_thread_start = on_thread_start
+        self._on_thread_exit = on_thread_exit
         t = threading.Thread(target=self._thread_main, name=name or f"feed-{self.adapter.name}",
                              daemon=True)
         self._thread = t
@@ -203,9 +214,15 @@ class FeedClient:
     # -- internals ---------------------------------------------------------------
     def _thread_main(self) -> None:
         try:
+            if self._on_thread_start is not None:
+                self._on_thread_start()
             asyncio.run(self.run())
         except Exception:  # pragma: no cover - run() catches everything itself
             log.exception("feed %s: event loop thread died", self.adapter.name)
+        finally:
+            if self._on_thread_exit is not None:
+                with contextlib.suppress(Exception):
+                    self._on_thread_exit()
 
     def _next_delay(self) -> float:
         """Exponential backoff with 'equal jitter': in [base/2, base]."""

@@ -200,6 +200,23 @@ def test_stop_from_another_thread_ends_the_loop_promptly(sim):
     assert not client.snapshot().connected
 
 
+def test_thread_hooks_run_on_the_feed_thread_before_the_first_book_and_at_its_end(sim):
+    seen: list[tuple[str, int]] = []
+    ready = threading.Event()
+
+    def on_top(_top: BookTop) -> None:
+        assert seen and seen[0][0] == "start"  # set up before any book
+        ready.set()
+
+    client = FeedClient(UpbitAdapter(COINS), sim["upbit"]["ws"], COINS, on_top)
+    thread = client.run_in_thread(on_thread_start=lambda: seen.append(("start", threading.get_ident())),
+                                  on_thread_exit=lambda: seen.append(("exit", threading.get_ident())))
+    assert ready.wait(10)
+    assert client.stop()
+    assert seen == [("start", thread.ident), ("exit", thread.ident)]
+    assert client.snapshot().callback_errors == 0
+
+
 def test_stop_while_nothing_listens_does_not_wait_for_backoff():
     client = FeedClient(UpbitAdapter(COINS), "ws://127.0.0.1:9/websocket/v1", COINS, lambda _t: None,
                         backoff_initial_s=30.0, backoff_max_s=30.0)
