@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -43,6 +44,42 @@ class Inbound:
     ack_to: bytes | None = None  # ROUTER identity to acknowledge (trade path)
 
 
+class LatestBox:
+    """A conflating mailbox: the latest message per topic, for topics where
+    only the newest value matters (books). The host's I/O thread puts; the
+    actor thread takes everything at once. A busy actor therefore never
+    works through a queue of stale quotes: it sees the freshest one of each
+    book, and the ones it skipped are counted, not lost track of."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[bytes, Inbound] = {}
+        self.replaced = 0  # messages superseded before the actor saw them
+
+    def put(self, topic: bytes, inbound: Inbound) -> bool:
+        """Store; True when the box was empty (the actor must be told)."""
+        with self._lock:
+            items = self._items
+            was_empty = not items
+            if topic in items:
+                self.replaced += 1
+                del items[topic]  # re-inserted last: dispatch follows arrival order
+            items[topic] = inbound
+            return was_empty
+
+    def take(self) -> list[Inbound]:
+        with self._lock:
+            items, self._items = self._items, {}
+        return list(items.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Conflated:
+    """Tells the actor that its LatestBox has messages."""
+
+    box: LatestBox
+
+
 class CommandError(Exception):
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)
@@ -62,6 +99,9 @@ class RoleActor(pykka.ThreadingActor):
     has_inbox: ClassVar[bool] = False  # binds a trade-path ROUTER
     tick_interval_s: ClassVar[float | None] = None
     wants_snapshot: ClassVar[bool] = True
+    # Topic prefixes delivered latest-value-per-topic (see LatestBox), for
+    # roles that only ever need the current quote.
+    conflate: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: ActorContext) -> None:
         super().__init__()
@@ -72,6 +112,10 @@ class RoleActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if type(message) is Inbound:
             self._dispatch(message)
+            return None
+        if type(message) is Conflated:
+            for inbound in message.box.take():
+                self._dispatch(inbound)
             return None
         if type(message) is Beat:
             latency_ms = (time.time_ns() - message.sent_ns) / 1e6

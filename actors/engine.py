@@ -17,6 +17,7 @@ PUBLISH_EVERY_S = 0.25
 class EngineActor(RoleActor):
     role = "engine"
     subscriptions = ("book.",)
+    conflate = ("book.",)  # only the latest quote of each book matters here
 
     def on_start(self) -> None:
         cfg = self.ctx.config

@@ -28,6 +28,7 @@ MAX_DECISION_AGE_S = 2.0  # a decision older than this reflects a world that has
 class ExecutorActor(RoleActor):
     role = "executor"
     subscriptions = ("book.", "state")
+    conflate = ("book.",)  # only the latest quote of each book matters here
     has_inbox = True
     tick_interval_s = 1.0
 

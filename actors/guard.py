@@ -44,6 +44,7 @@ def _session_id() -> str:
 class GuardActor(RoleActor):
     role = "guard"
     subscriptions = ("failclosed.", "actors", "position", "balances", "book.upbit.USDT")
+    conflate = ("book.",)  # only the latest quote of each book matters here
     has_inbox = True
     tick_interval_s = 0.5
 

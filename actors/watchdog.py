@@ -39,6 +39,7 @@ RSS_GROWTH_REPORTS = 5
 class WatchdogActor(RoleActor):
     role = "watchdog"
     subscriptions = ("book.", "actors")
+    conflate = ("book.",)  # only the latest quote of each book matters here
     tick_interval_s = 0.25
     wants_snapshot = False  # old quotes in a snapshot would look fresh
 

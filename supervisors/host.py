@@ -24,7 +24,7 @@ import psutil
 import pykka
 import zmq
 
-from actors.base import Beat, Inbound, RoleActor, Tick
+from actors.base import Beat, Conflated, Inbound, LatestBox, RoleActor, Tick
 from messages import Ack, Command, Heartbeat, Message, Reply, decode, encode, warm
 from messages.codec import DecodeError
 from supervisors import logjson
@@ -71,6 +71,8 @@ class ActorHost:
         self.msgs_out = 0
         self.gaps = 0
         self.decode_errors = 0
+        self._conflate: tuple[bytes, ...] = ()
+        self._latest = LatestBox()
         self._proc = psutil.Process()
         # Test-only: grow RSS steadily to prove leaking actors get recycled.
         leaks = spec.config.testing.get("leak_mb_per_s") or {}
@@ -130,6 +132,7 @@ class ActorHost:
             raise RuntimeError("test-only crash at start")
         actor_cls = resolve_role(self.spec.role)
         self._open(actor_cls)
+        self._conflate = tuple(p.encode() for p in actor_cls.conflate)
         ref = actor_cls.start(self.actx)
         self.ref = ref
         if actor_cls.wants_snapshot and actor_cls.subscriptions:
@@ -210,7 +213,12 @@ class ActorHost:
                     continue
                 self._count_gap(env.sender, topic, env.incarnation, env.seq)
                 self.msgs_in += 1
-                ref.tell(Inbound(env.msg, env.sender, "bus"))
+                inbound = Inbound(env.msg, env.sender, "bus")
+                if self._conflate and topic.startswith(self._conflate):
+                    if self._latest.put(topic, inbound):
+                        ref.tell(Conflated(self._latest))
+                else:
+                    ref.tell(inbound)
         if self.inbox is not None and self.inbox in events:
             for _ in range(1000):
                 try:
@@ -351,6 +359,8 @@ class ActorHost:
             rss_mb = 0.0
         counters = dict(counters)
         counters["p2p_unacked"] = float(len(self._unacked))
+        if self._conflate:
+            counters["bus_conflated"] = float(self._latest.replaced)
         self._send_sup(Heartbeat(
             actor=self.spec.name, incarnation=self.spec.incarnation, pid=os.getpid(),
             loop_latency_ms=latency_ms, rss_mb=rss_mb, msgs_in=self.msgs_in,
