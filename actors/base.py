@@ -103,6 +103,11 @@ class RoleActor(pykka.ThreadingActor):
     # roles that only ever need the current quote.
     conflate: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def subscriptions_for(cls, config: Any) -> tuple[str, ...]:
+        """The topic prefixes to subscribe to under ``config`` (default: the class's)."""
+        return cls.subscriptions
+
     def __init__(self, ctx: ActorContext) -> None:
         super().__init__()
         self.ctx = ctx

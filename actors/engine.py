@@ -1,5 +1,10 @@
-"""The engine: BookTops in, Opportunities out (to the position actor,
-point-to-point; a throttled copy on the bus for status and metrics)."""
+"""The engine: BookTops in, Opportunities out.
+
+Opportunities go on the bus (topic ``opp.<symbol>``), not point-to-point:
+like the books they are made of, each one is a snapshot that the next one
+supersedes, so the position actor takes them latest-value (conflated) and
+nothing needs acknowledging. Orders start at the position's intents, which
+are point-to-point."""
 
 from __future__ import annotations
 
@@ -10,8 +15,6 @@ from arbitrage.baseline import PremiumBaseline
 from arbitrage.premium import FX_SYMBOL, PremiumCalculator, mid_premium_pct
 from messages import BookTop
 from supervisors.metricnames import key
-
-PUBLISH_EVERY_S = 0.25
 
 
 class EngineActor(RoleActor):
@@ -25,7 +28,7 @@ class EngineActor(RoleActor):
         self.calc = PremiumCalculator(cfg.engine, time.time)
         self.baseline = PremiumBaseline(cfg.baseline, time.monotonic)
         self.books: dict[tuple[str, str], BookTop] = {}
-        self.last_published: dict[str, float] = {}
+        self._keys: dict[str, tuple[str, str, str, str]] = {}
         self.c = self.ctx.counters
         self.c.setdefault("loops", 0)
         self.c.setdefault("loop_ms_total", 0.0)
@@ -54,13 +57,20 @@ class EngineActor(RoleActor):
         if opp is None:
             self.ctx.count(key("c", "arbd_engine_skips_total", reason=reason.split(" ")[0]))
             return
-        self.ctx.send("position", opp)
+        self.ctx.publish(opp)
         c = self.c
-        c[key("g", "arbd_premium_pct", symbol=sym, direction="mid")] = opp.premium_pct
-        c[key("g", "arbd_premium_pct", symbol=sym, direction="sell_upbit")] = opp.sell_upbit.premium_pct
-        c[key("g", "arbd_premium_pct", symbol=sym, direction="buy_upbit")] = opp.buy_upbit.premium_pct
-        c[key("g", "arbd_premium_baseline_pct", symbol=sym)] = opp.baseline_pct
-        now = time.monotonic()
-        if now - self.last_published.get(sym, 0.0) >= PUBLISH_EVERY_S:
-            self.last_published[sym] = now
-            self.ctx.publish(opp)
+        k_mid, k_sell, k_buy, k_base = self._gauge_keys(sym)
+        c[k_mid] = opp.premium_pct
+        c[k_sell] = opp.sell_upbit.premium_pct
+        c[k_buy] = opp.buy_upbit.premium_pct
+        c[k_base] = opp.baseline_pct
+
+    def _gauge_keys(self, sym: str) -> tuple[str, str, str, str]:
+        keys = self._keys.get(sym)
+        if keys is None:  # built once per symbol: this runs on every quote
+            keys = self._keys[sym] = (
+                key("g", "arbd_premium_pct", symbol=sym, direction="mid"),
+                key("g", "arbd_premium_pct", symbol=sym, direction="sell_upbit"),
+                key("g", "arbd_premium_pct", symbol=sym, direction="buy_upbit"),
+                key("g", "arbd_premium_baseline_pct", symbol=sym))
+        return keys

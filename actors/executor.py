@@ -29,6 +29,12 @@ class ExecutorActor(RoleActor):
     role = "executor"
     subscriptions = ("book.", "state")
     conflate = ("book.",)  # only the latest quote of each book matters here
+
+    @classmethod
+    def subscriptions_for(cls, config: Any) -> tuple[str, ...]:
+        # Paper fills walk every book; live modes need only the FX rate
+        # (fees and PnL in KRW), so the other books are not decoded at all.
+        return cls.subscriptions if config.mode == "paper" else ("book.upbit.USDT", "state")
     has_inbox = True
     tick_interval_s = 1.0
 

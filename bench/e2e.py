@@ -6,7 +6,7 @@ then, for each rate, a real ``live_trading`` daemon (armed, test keys from
 the environment) trading against the embedded exchange:
 
     exchange WS send ─ws→ feed (BookTop.recv_ts_ns)
-      ─bus→ engine (Opportunity.ts_ns) ─p2p→ position (OrderIntent.ts_ns)
+      ─bus→ engine (Opportunity.ts_ns) ─bus→ position (OrderIntent.ts_ns)
       ─p2p→ guard (GuardDecision.ts_ns) ─p2p→ executor ('sent' OrderEvent.ts_ns,
       after its ledger write)
 

@@ -98,7 +98,7 @@ class ActorHost:
         self.sub = self._socket(zmq.SUB)
         self.sub.setsockopt(zmq.RCVHWM, self.cfg.bus.sub_hwm)
         self.sub.connect(ep.bus_out)
-        for prefix in actor_cls.subscriptions:
+        for prefix in actor_cls.subscriptions_for(self.cfg):
             self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self.sup = self._socket(zmq.DEALER, linger_ms=500)
         self.sup.setsockopt(zmq.IDENTITY, self._tag.encode())
@@ -135,8 +135,9 @@ class ActorHost:
         self._conflate = tuple(p.encode() for p in actor_cls.conflate)
         ref = actor_cls.start(self.actx)
         self.ref = ref
-        if actor_cls.wants_snapshot and actor_cls.subscriptions:
-            self._send_sup(Command(command="snapshot", args={"prefixes": list(actor_cls.subscriptions)}))
+        subscriptions = actor_cls.subscriptions_for(self.cfg)
+        if actor_cls.wants_snapshot and subscriptions:
+            self._send_sup(Command(command="snapshot", args={"prefixes": list(subscriptions)}))
         hb_every = self.cfg.supervision.heartbeat_interval_s
         tick_every = actor_cls.tick_interval_s
         next_beat = time.monotonic()

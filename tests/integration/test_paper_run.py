@@ -52,7 +52,10 @@ def test_a_default_paper_run_trades_and_its_summary_pnl_equals_the_replayed_ledg
     data = read_ledger(run.ledger())
     assert data.events, "the ledger has no order events"
     replay = replayed_pnl(data.events)
-    assert printed_pnl == round(replay.realized_pnl_krw), (out, replay.realized_pnl_krw)
+    # The summary prints whole KRW; the live and the replayed sums may differ
+    # by a fraction of a won (fx marks in a different order), which can tip a
+    # rounding either way.
+    assert abs(printed_pnl - replay.realized_pnl_krw) <= 1.0, (out, replay.realized_pnl_krw)
     assert (opened, closed) == (replay.trades_opened, replay.trades_closed)
     # Every leg the paper gateway filled is in the ledger once, resolved.
     assert {r.status for r in data.rows} <= {"filled", "partially_filled", "cancelled", "rejected", "failed"}
