@@ -7,8 +7,17 @@ binary frames of UTF-8 JSON; each orderbook message is a full top-N snapshot
 stands alone. ``{"status": "UP"}`` (the reply to a text ``PING``) is
 ignorable; ``{"error": {...}}`` is counted as a venue error.
 
-Upbit numbers are JSON numbers, so orjson already yields floats: the cost
-per frame is the dict walk over ``orderbook_units``.
+Speed: ``parse`` first tries ``_parse_fast``, a msgspec decoder into typed
+structs (``_Orderbook``) that builds the floats in C and refuses anything but
+a finite positive JSON number; the Python left is the level tuples and the
+order/cross test. A frame it does not take in full goes to ``_parse``, the
+orjson + dict walk, which stays the authority on what is wrong: both give the
+same BookTop, ``None`` or BadFrame reason (tests/unit/venues/
+test_parser_fast_path.py). Per frame, bench.feed.upbit_frames(64), 15 levels:
+13.5 µs before, 7.9 µs now, of which msgspec decoding is 2.5 and building the
+BookTop 2.2. A frame the fast path refuses costs its failed decode on top of
+``_parse``: up to ~6 µs for a field ``_Orderbook`` does not declare (declare
+any field Upbit adds there).
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from messages.market import BookTop
 from venues import (
@@ -37,6 +48,46 @@ from venues import (
 QUOTE = "KRW"
 FX = "USDT"  # KRW-USDT: always subscribed, the USDT->KRW bridge
 DEPTHS = (1, 5, 15, 30)
+_TEXT = (bytes, str)  # frame types the fast path takes (websockets hands over these)
+
+# -- fast path: the frame as typed structs -------------------------------------
+# A JSON number (an int too, as float() would) that is finite, > 0 and < 1e300:
+# msgspec refuses the rest in C, and a sum of any realistic count of these is
+# finite, so check_levels' sum/min tests can never fail on accepted levels.
+_Num = Annotated[float, msgspec.Meta(gt=0.0, lt=1e300)]
+# orjson yields int for -2**63..2**64-1 only (a float beyond), which the slow
+# path refuses; a range inside it keeps the two paths on the same int.
+_Ms = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+
+
+class _Unit(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    ask_price: _Num
+    bid_price: _Num
+    ask_size: _Num
+    bid_size: _Num
+
+
+class _Orderbook(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    """An orderbook message, every field Upbit sends.
+
+    Unknown fields are forbidden, and the fields the parser does not read are
+    still typed, because msgspec only syntax-checks a value it skips: orjson
+    refuses a number that overflows to inf (``1e999``) anywhere in the frame,
+    so a skipped one would make the fast path accept what ``_parse`` calls
+    ``not_json``. A frame with a field added by Upbit takes the slow path.
+    """
+
+    type: str
+    code: str
+    timestamp: _Ms
+    orderbook_units: list[_Unit]
+    total_ask_size: float = 0.0
+    total_bid_size: float = 0.0
+    stream_type: str = ""
+    level: float = 0.0
+
+
+_decode_orderbook = msgspec.json.Decoder(_Orderbook).decode
 
 
 def _side(units: list, price_key: str, size_key: str) -> tuple[list[float], list[float]]:
@@ -68,6 +119,7 @@ class UpbitAdapter:
         self.max_age_ns = int(max_exchange_age_s * 1e9)
         self.max_levels = max_levels
         self.ticket_prefix = ticket_prefix
+        self._fast = True  # False: every frame through _parse (tests compare the two)
         self._by_code: dict[str, str] = {}
         for c in coins:
             self._by_code[f"{QUOTE}-{c}"] = c
@@ -98,11 +150,52 @@ class UpbitAdapter:
     # -- parsing ---------------------------------------------------------------
     def parse(self, frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
         try:
+            if self._fast:
+                top = self._parse_fast(frame, recv_ts_ns)
+                if top is not None:
+                    return top
             return self._parse(frame, recv_ts_ns)
         except BadFrame:
             raise
         except Exception as e:  # a parser bug must not kill the feed
             raise BadFrame(PARSER_ERROR, type(e).__name__) from None
+
+    def _parse_fast(self, frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
+        """The BookTop of a clean orderbook frame, else None: ``_parse``
+        decides (and names what is wrong).
+
+        Returns only what ``_parse`` would return for the frame: its checks are
+        here or in the struct types.
+        """
+        # Non-ASCII: msgspec does not validate UTF-8 where orjson does (in a
+        # str frame, a lone surrogate); Upbit frames are ASCII.
+        if type(frame) not in _TEXT or not frame.isascii():
+            return None
+        try:
+            msg = _decode_orderbook(frame)
+            coin = self._by_code.get(msg.code)
+            if msg.type != "orderbook" or coin is None:
+                return None
+            exch_ns = msg.timestamp * 1_000_000
+            check_age(exch_ns, recv_ts_ns, self.max_age_ns)
+        except (msgspec.MsgspecError, RecursionError, BadFrame):
+            return None
+        units = msg.orderbook_units[: self.max_levels]
+        if not units:
+            return None
+        bids = [(u.bid_price, u.bid_size) for u in units]
+        asks = [(u.ask_price, u.ask_size) for u in units]
+        # The numbers are finite and > 0 (_Num): what check_levels still tests
+        # is order and cross. Sorting (price, size) pairs also orders the sizes
+        # of equal prices, so such a book goes to _parse: stricter, never looser.
+        if not (bids[0][0] < asks[0][0] and bids == sorted(bids, reverse=True)
+                and asks == sorted(asks)):
+            return None
+        return BookTop(
+            venue=UPBIT, symbol=coin,
+            bid=bids[0][0], ask=asks[0][0], bid_size=bids[0][1], ask_size=asks[0][1],
+            bids=tuple(bids), asks=tuple(asks), exch_ts_ns=exch_ns, recv_ts_ns=recv_ts_ns,
+        )
 
     def _parse(self, frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
         msg = decode_json(frame)
