@@ -111,16 +111,43 @@ class RoleActor(pykka.ThreadingActor):
     def __init__(self, ctx: ActorContext) -> None:
         super().__init__()
         self.ctx = ctx
+        ctx.actor = self  # the host's I/O thread may deliver inline (see host_run_lock)
         self._handlers: dict[type, Any] = {}
+        # Inline delivery (see ActorHost._deliver): the host's I/O thread may
+        # run a handler itself when the actor is idle, saving two thread
+        # hand-offs per message. ``host_run_lock`` keeps the actor single-threaded
+        # either way; ``host_ready`` says on_start is over; ``host_inbounds_done``
+        # counts the deliveries this thread has finished, so the host inlines
+        # only when nothing it handed over is still waiting (order is kept).
+        self.host_run_lock = threading.Lock()
+        self.host_ready = False
+        self.host_inbounds_done = 0
+
+    # pykka runs every message, and on_stop, through _handle_receive (pinned
+    # pykka 4): holding host_run_lock there covers subclasses' on_receive too.
+    def _handle_receive(self, message: Any) -> Any:
+        with self.host_run_lock:
+            self.host_ready = True
+            return super()._handle_receive(message)
+
+    def deliver_inline(self, inbound: Inbound | LatestBox) -> None:
+        """Run a delivery on the caller's thread; the caller holds host_run_lock."""
+        if type(inbound) is LatestBox:
+            for item in inbound.take():
+                self._dispatch(item)
+        else:
+            self._dispatch(inbound)
 
     # -- pykka entry point -------------------------------------------------
     def on_receive(self, message: Any) -> Any:
         if type(message) is Inbound:
             self._dispatch(message)
+            self.host_inbounds_done += 1
             return None
         if type(message) is Conflated:
             for inbound in message.box.take():
                 self._dispatch(inbound)
+            self.host_inbounds_done += 1
             return None
         if type(message) is Beat:
             latency_ms = (time.time_ns() - message.sent_ns) / 1e6

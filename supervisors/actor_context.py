@@ -48,6 +48,7 @@ class ActorContext:
         self._outbox = outbox
         self._zctx = zctx
         self.publishers: list[ThreadPublisher] = []
+        self.actor: RoleActor | None = None  # set by the actor itself, for the host's inline delivery
         self._events: EventLog | None = None
 
     # trade path and bus

@@ -72,6 +72,8 @@ class ActorHost:
         self.gaps = 0
         self.decode_errors = 0
         self._conflate: tuple[bytes, ...] = ()
+        self._actor: RoleActor | None = None
+        self._handed_over = 0  # deliveries queued to the actor thread (see _deliver)
         self._latest = LatestBox()
         self._proc = psutil.Process()
         # Test-only: grow RSS steadily to prove leaking actors get recycled.
@@ -135,6 +137,8 @@ class ActorHost:
         self._conflate = tuple(p.encode() for p in actor_cls.conflate)
         ref = actor_cls.start(self.actx)
         self.ref = ref
+        self._actor = self.actx.actor  # for inline delivery (see _deliver)
+        self.outbox.owner = threading.get_ident()
         subscriptions = actor_cls.subscriptions_for(self.cfg)
         if actor_cls.wants_snapshot and subscriptions:
             self._send_sup(Command(command="snapshot", args={"prefixes": list(subscriptions)}))
@@ -217,9 +221,9 @@ class ActorHost:
                 inbound = Inbound(env.msg, env.sender, "bus")
                 if self._conflate and topic.startswith(self._conflate):
                     if self._latest.put(topic, inbound):
-                        ref.tell(Conflated(self._latest))
+                        self._deliver(ref, self._latest)
                 else:
-                    ref.tell(inbound)
+                    self._deliver(ref, inbound)
         if self.inbox is not None and self.inbox in events:
             for _ in range(1000):
                 try:
@@ -241,7 +245,7 @@ class ActorHost:
                 if len(self._recent) > _DEDUP_WINDOW:
                     self._recent.popitem(last=False)
                 self.msgs_in += 1
-                ref.tell(Inbound(env.msg, env.sender, "inbox", ack_to=ident))
+                self._deliver(ref, Inbound(env.msg, env.sender, "inbox", ack_to=ident))
         if self.sup in events:
             for _ in range(100):
                 try:
@@ -263,6 +267,36 @@ class ActorHost:
                     if env is not None and type(env.msg) is Ack:
                         self._unacked.pop(env.msg.ref_id, None)
 
+    def _deliver(self, ref: Any, item: Inbound | LatestBox) -> None:
+        """Hand a message to the actor: inline on this thread when the actor
+        is idle, else through its pykka inbox.
+
+        Each pykka hand-off costs two thread wake-ups (the inbox, then the
+        GIL) - measured ~140 µs apiece on a 2-vCPU VM, more than the ZeroMQ
+        hop itself - and every reply pays them again on the way back to this
+        thread. An idle actor loses nothing by running here: ``host_run_lock``
+        keeps it single-threaded, and inlining only when every earlier
+        hand-off has been handled keeps the order. A busy actor gets the
+        message queued as before. A handler that raises ends the process,
+        as it would have ended the actor.
+        """
+        actor = self._actor
+        if (actor is not None and actor.host_ready and actor.host_inbounds_done == self._handed_over
+                and actor.host_run_lock.acquire(blocking=False)):
+            try:
+                if not actor.actor_stopped.is_set():
+                    actor.deliver_inline(item)
+                    return
+            except Exception:
+                log.exception("actor %s failed handling a message; exiting for a restart", self.spec.name)
+                self._exit_code = EXIT_ACTOR_DIED
+                self._stop.set()
+                return
+            finally:
+                actor.host_run_lock.release()
+        self._handed_over += 1
+        ref.tell(Conflated(item) if type(item) is LatestBox else item)
+
     def _on_sup_message(self, msg: Message, ref: Any) -> None:
         if type(msg) is Command and msg.command == "stop":
             log.info("supervisor asked %s to stop (%s)", self.spec.name, msg.args.get("reason", ""))
@@ -273,9 +307,9 @@ class ActorHost:
             for frame in frames if isinstance(frames, list) else ():
                 env = self._decode(frame) if isinstance(frame, bytes) else None
                 if env is not None:
-                    ref.tell(Inbound(env.msg, env.sender, "snapshot"))
+                    self._deliver(ref, Inbound(env.msg, env.sender, "snapshot"))
         else:
-            ref.tell(Inbound(msg, "supervisor", "sup"))
+            self._deliver(ref, Inbound(msg, "supervisor", "sup"))
 
     def _decode(self, frame: bytes) -> Any:
         try:

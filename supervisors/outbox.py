@@ -29,9 +29,12 @@ class Outbox:
         self._local = threading.local()
         self._pending = False
         self._closed = False
+        self.owner = 0  # thread ident of the I/O thread that drains this outbox
 
     def put(self, item: tuple[Any, ...]) -> None:
         (self._urgent if item[0] in _URGENT else self._items).append(item)
+        if threading.get_ident() == self.owner:
+            return  # the I/O thread itself (an inline handler): it drains after handling
         if not self._pending and not self._closed:
             self._pending = True
             sock = getattr(self._local, "sock", None)

@@ -143,6 +143,46 @@ def test_a_publisher_flooding_the_bus_keeps_heartbeating_and_its_subscriber_lose
     assert got["received"] == n
 
 
+def test_a_handler_that_raises_ends_its_process_and_the_supervisor_restarts_it(daemon) -> None:
+    """Whether the host ran the handler on its own thread (an idle actor) or
+    the actor's: the process exits non-zero and comes back."""
+    import zmq
+
+    from messages import encode
+    from tests.support.roles import Probe
+
+    run = daemon({"testing": {"role_overrides": {"watchdog": "tests.support.roles:RaisesOnBoom"}}})
+    old_pid = run.actors()["watchdog"]["pid"]
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.connect(run.endpoints().bus_in)
+    try:
+        seq = 0
+
+        def send(stream: str) -> None:
+            nonlocal seq
+            seq += 1
+            msg = Probe(stream=stream, n=seq)
+            pub.send_multipart([msg.topic().encode(), encode(msg, "test", 1, seq)])
+
+        # A PUB drops what it sends before the bus's subscription reaches it:
+        # repeat until the process is gone.
+        def replaced() -> bool:
+            send("boom")
+            time.sleep(0.05)
+            a = run.actors()["watchdog"]
+            return a["pid"] not in (old_pid, None, 0) and a["state"] == "running"
+
+        wait_until(replaced, 20, "the watchdog role to be restarted after its handler raised")
+    finally:
+        pub.close(linger=0)
+        ctx.term()
+    exits = [e for e in run.log_events("watchdog") if e.get("event") == "exit"]
+    assert exits and exits[0].get("exit_code") not in (0, None), exits
+    assert run.actors()["watchdog"]["restarts"] >= 1
+
+
 def test_point_to_point_messages_survive_a_kill_of_the_receiver(daemon) -> None:
     n = 600
     run = daemon({"bus": {"ack_timeout_s": 0.2}, "testing": {

@@ -270,6 +270,18 @@ class StreamSubscriber(RoleActor):
                              "receive_s": max(self.last_at - self.first_at, 1e-9)})
 
 
+class RaisesOnBoom(RoleActor):
+    """Counts ``t.count`` probes and raises on a ``t.boom`` probe (a handler bug)."""
+
+    subscriptions = ("t.count", "t.boom")
+    wants_snapshot = False
+
+    def _handle_probe(self, msg: Probe) -> None:
+        if msg.stream == "boom":
+            raise RuntimeError("handler bug (test)")
+        self.ctx.count("probes")
+
+
 class P2PSender(_WaitsForAllRunning):
     """Sends ``bench.count`` numbered probes point-to-point to ``bench.peer``
     at a steady pace (``bench.per_tick`` every 50 ms)."""
