@@ -102,6 +102,15 @@ class RoleActor(pykka.ThreadingActor):
     # Topic prefixes delivered latest-value-per-topic (see LatestBox), for
     # roles that only ever need the current quote.
     conflate: ClassVar[tuple[str, ...]] = ()
+    # The hot path skips the bus proxy (one process hop less): a role lists
+    # the topic prefixes it also publishes on a PUB of its own (``streams``),
+    # and a consumer names the actors whose streams it reads straight
+    # (``direct``: {actor: prefixes}) instead of subscribing on the bus.
+    streams: ClassVar[tuple[str, ...]] = ()
+    direct: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # The role publishes its streams from a thread of its own (a feed's
+    # WebSocket thread, through ActorContext.thread_publisher), not the host.
+    streams_from_thread: ClassVar[bool] = False
 
     @classmethod
     def subscriptions_for(cls, config: Any) -> tuple[str, ...]:

@@ -17,6 +17,8 @@ class FeedActor(RoleActor):
     venue: ClassVar[str] = ""
     tick_interval_s = 0.5
     wants_snapshot = False
+    streams = ("book.",)  # straight to the engine as well as on the bus
+    streams_from_thread = True
 
     def on_start(self) -> None:
         self._pub: ThreadPublisher | None = None

@@ -25,7 +25,8 @@ VOL_SCALE_PCT = 1.0  # a premium std-dev of 1 percentage point reads as volatili
 
 class PositionActor(RoleActor):
     role = "position"
-    subscriptions = ("rebalance_req", "opp.")
+    subscriptions = ("rebalance_req",)
+    direct = {"engine": ("opp.",)}  # straight from the engine's stream
     conflate = ("opp.",)  # the latest opportunity per symbol is the only one worth acting on
     has_inbox = True
     tick_interval_s = 0.5

@@ -52,16 +52,23 @@ class ActorContext:
         self._events: EventLog | None = None
 
     # trade path and bus
-    def publish(self, msg: Message) -> None:
-        self._outbox.put(("pub", msg))
+    def publish(self, msg: Message, bus: bool = True) -> None:
+        """On the bus and, for a topic in the role's ``streams``, on its stream;
+        ``bus=False``: on the stream only (a hot topic the bus needs only
+        now and then)."""
+        self._outbox.put(("pub", msg, bus))
 
     def thread_publisher(self) -> ThreadPublisher:
         """A bus publisher for the calling thread only (see supervisors.publisher):
         for a high-rate producer on a thread of its own, not for actor code."""
         if self._zctx is None:
             raise RuntimeError("this context has no ZeroMQ context for thread publishers")
+        role = type(self.actor) if self.actor is not None else None
+        streams = role.streams if role is not None and role.streams_from_thread else ()
         pub = ThreadPublisher(self._zctx, self.endpoints.bus_in, self.config.bus.pub_hwm,
-                              self.name, self.incarnation)
+                              self.name, self.incarnation,
+                              stream_endpoint=self.endpoints.streams.get(self.name, "") if streams else "",
+                              stream_prefixes=streams)
         self.publishers.append(pub)
         return pub
 

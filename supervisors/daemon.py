@@ -79,7 +79,8 @@ class Daemon:
             self.cfg = assign_sim_ports(self.cfg)
         specs = child_specs(self.cfg)
         self.endpoints = make_endpoints(self.cfg.bus.transport, self.run,
-                                        [s.name for s in specs if s.has_inbox], self.cfg.bus.tcp_host)
+                                        [s.name for s in specs if s.has_inbox], self.cfg.bus.tcp_host,
+                                        [s.name for s in specs])
         atomic_write_text(self.run.endpoints_file, self.endpoints.to_json() + "\n")
         self.zctx = zmq.Context()
         self.bus = Bus(self.zctx, self.endpoints, self.cfg.bus.sub_hwm)

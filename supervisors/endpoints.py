@@ -20,9 +20,15 @@ class Endpoints:
     sup: str  # ROUTER, supervisor <-> actors (heartbeats, commands, snapshots)
     control: str  # ROUTER, supervisor <-> arbctl
     inboxes: dict[str, str] = field(default_factory=dict)  # actor -> its trade-path ROUTER
+    # actor -> a PUB it binds for its hot topics, read straight by the one
+    # consumer that needs them at once (no proxy hop; see RoleActor.streams)
+    streams: dict[str, str] = field(default_factory=dict)
 
     def inbox(self, actor: str) -> str:
         return self.inboxes[actor]
+
+    def stream(self, actor: str) -> str:
+        return self.streams[actor]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -30,7 +36,8 @@ class Endpoints:
     @classmethod
     def from_json(cls, text: str) -> Endpoints:
         d = json.loads(text)
-        return cls(d["bus_in"], d["bus_out"], d["sup"], d["control"], dict(d.get("inboxes", {})))
+        return cls(d["bus_in"], d["bus_out"], d["sup"], d["control"], dict(d.get("inboxes", {})),
+                   dict(d.get("streams", {})))
 
 
 def _free_port(host: str) -> int:
@@ -40,20 +47,24 @@ def _free_port(host: str) -> int:
 
 
 def make_endpoints(transport: str, run: RunDir, inbox_actors: list[str],
-                   tcp_host: str = "127.0.0.1") -> Endpoints:
+                   tcp_host: str = "127.0.0.1", stream_actors: list[str] | None = None) -> Endpoints:
+    streamers = stream_actors or []
     if transport == "ipc":
         base = f"ipc://{run.sock_dir}"
         return Endpoints(f"{base}/bus-in", f"{base}/bus-out", f"{base}/sup", f"{base}/control",
-                         {a: f"{base}/in-{a}" for a in inbox_actors})
+                         {a: f"{base}/in-{a}" for a in inbox_actors},
+                         {a: f"{base}/out-{a}" for a in streamers})
     if transport == "inproc":
         tag = f"arbd-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         base = f"inproc://{tag}"
         # arbctl is another process: the control socket is always reachable by ipc.
         return Endpoints(f"{base}/bus-in", f"{base}/bus-out", f"{base}/sup",
                          f"ipc://{run.sock_dir}/control",
-                         {a: f"{base}/in-{a}" for a in inbox_actors})
+                         {a: f"{base}/in-{a}" for a in inbox_actors},
+                         {a: f"{base}/out-{a}" for a in streamers})
     if transport == "tcp":
         def ep() -> str:
             return f"tcp://{tcp_host}:{_free_port(tcp_host)}"
-        return Endpoints(ep(), ep(), ep(), ep(), {a: ep() for a in inbox_actors})
+        return Endpoints(ep(), ep(), ep(), ep(), {a: ep() for a in inbox_actors},
+                         {a: ep() for a in streamers})
     raise ValueError(f"unknown transport {transport!r}")

@@ -63,6 +63,7 @@ class ActorHost:
         self.actx = ActorContext(spec, self.outbox, self.zctx)
         # I/O-thread state
         self._pub_seq: dict[str, int] = {}
+        self._stream_seq: dict[str, int] = {}
         self._p2p_seq: dict[str, int] = {}
         self._last_seen: dict[tuple[str, str], tuple[int, int]] = {}
         self._unacked: OrderedDict[str, tuple[str, bytes, float, float]] = OrderedDict()
@@ -109,10 +110,28 @@ class ActorHost:
         if actor_cls.has_inbox:
             self.inbox = self._socket(zmq.ROUTER, linger_ms=500)
             self.inbox.bind(ep.inbox(self.spec.name))
+        # Direct streams (RoleActor.streams / .direct): no proxy on the hot path.
+        self.stream_pub: zmq.Socket | None = None
+        self._stream_prefixes = actor_cls.streams
+        if actor_cls.streams and not actor_cls.streams_from_thread:
+            self.stream_pub = self._socket(zmq.PUB)
+            self.stream_pub.setsockopt(zmq.SNDHWM, self.cfg.bus.pub_hwm)
+            self.stream_pub.bind(ep.stream(self.spec.name))
+        self.dsub: zmq.Socket | None = None
+        if actor_cls.direct:
+            self.dsub = self._socket(zmq.SUB)
+            self.dsub.setsockopt(zmq.RCVHWM, self.cfg.bus.sub_hwm)
+            for source, prefixes in actor_cls.direct.items():
+                if source not in ep.streams:
+                    continue  # no such child in this deployment
+                self.dsub.connect(ep.stream(source))
+                for prefix in prefixes:
+                    self.dsub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self.outs: dict[str, zmq.Socket] = {}
         self.poller = zmq.Poller()
-        for s in (self.wake, self.sub, self.sup):
-            self.poller.register(s, zmq.POLLIN)
+        for s in (self.wake, self.sub, self.sup, self.dsub):
+            if s is not None:
+                self.poller.register(s, zmq.POLLIN)
         if self.inbox is not None:
             self.poller.register(self.inbox, zmq.POLLIN)
 
@@ -139,7 +158,8 @@ class ActorHost:
         self.ref = ref
         self._actor = self.actx.actor  # for inline delivery (see _deliver)
         self.outbox.owner = threading.get_ident()
-        subscriptions = actor_cls.subscriptions_for(self.cfg)
+        subscriptions = (*actor_cls.subscriptions_for(self.cfg),
+                         *(p for prefixes in actor_cls.direct.values() for p in prefixes))
         if actor_cls.wants_snapshot and subscriptions:
             self._send_sup(Command(command="snapshot", args={"prefixes": list(subscriptions)}))
         hb_every = self.cfg.supervision.heartbeat_interval_s
@@ -194,7 +214,8 @@ class ActorHost:
         if self._own_ctx:
             self.zctx.destroy(linger=0)
         else:
-            for s in [self.wake, self.pub, self.sub, self.sup, self.inbox, *self.outs.values()]:
+            for s in [self.wake, self.pub, self.sub, self.sup, self.inbox, self.stream_pub, self.dsub,
+                      *self.outs.values()]:
                 if s is not None:
                     s.close(linger=0)
 
@@ -205,25 +226,9 @@ class ActorHost:
                 for _ in range(1000):
                     self.wake.recv(zmq.NOBLOCK)
         if self.sub in events:
-            for _ in range(1000):
-                try:
-                    topic, frame = self.sub.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                except ValueError:
-                    self.decode_errors += 1
-                    continue
-                env = self._decode(frame)
-                if env is None:
-                    continue
-                self._count_gap(env.sender, topic, env.incarnation, env.seq)
-                self.msgs_in += 1
-                inbound = Inbound(env.msg, env.sender, "bus")
-                if self._conflate and topic.startswith(self._conflate):
-                    if self._latest.put(topic, inbound):
-                        self._deliver(ref, self._latest)
-                else:
-                    self._deliver(ref, inbound)
+            self._read_subscriber(self.sub, ref)
+        if self.dsub is not None and self.dsub in events:
+            self._read_subscriber(self.dsub, ref)
         if self.inbox is not None and self.inbox in events:
             for _ in range(1000):
                 try:
@@ -266,6 +271,27 @@ class ActorHost:
                     env = self._decode(frame)
                     if env is not None and type(env.msg) is Ack:
                         self._unacked.pop(env.msg.ref_id, None)
+
+    def _read_subscriber(self, sock: zmq.Socket, ref: Any) -> None:
+        for _ in range(1000):
+            try:
+                topic, frame = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except ValueError:
+                self.decode_errors += 1
+                continue
+            env = self._decode(frame)
+            if env is None:
+                continue
+            self._count_gap(env.sender, topic, env.incarnation, env.seq)
+            self.msgs_in += 1
+            inbound = Inbound(env.msg, env.sender, "bus")
+            if self._conflate and topic.startswith(self._conflate):
+                if self._latest.put(topic, inbound):
+                    self._deliver(ref, self._latest)
+            else:
+                self._deliver(ref, inbound)
 
     def _deliver(self, ref: Any, item: Inbound | LatestBox) -> None:
         """Hand a message to the actor: inline on this thread when the actor
@@ -332,7 +358,7 @@ class ActorHost:
         for item in self.outbox.drain(limit):
             kind = item[0]
             if kind == "pub":
-                self._publish(item[1])
+                self._publish(item[1], item[2])
             elif kind == "send":
                 self._send_p2p(item[1], item[2])
             elif kind == "ack":
@@ -342,13 +368,20 @@ class ActorHost:
             elif kind == "beat":
                 self._send_heartbeat(item[1], item[2])
 
-    def _publish(self, msg: Message) -> None:
+    def _publish(self, msg: Message, bus: bool = True) -> None:
         topic = msg.topic()
-        seq = self._pub_seq.get(topic, 0) + 1
-        self._pub_seq[topic] = seq
-        frame = encode(msg, self.spec.name, self.spec.incarnation, seq)
-        self.pub.send_multipart([topic.encode(), frame], copy=False)
-        self.msgs_out += 1
+        t = topic.encode()
+        if bus:
+            seq = self._pub_seq.get(topic, 0) + 1
+            self._pub_seq[topic] = seq
+            self.pub.send_multipart([t, encode(msg, self.spec.name, self.spec.incarnation, seq)], copy=False)
+            self.msgs_out += 1
+        if self.stream_pub is not None and topic.startswith(self._stream_prefixes):
+            # Numbered apart from the bus: a topic's bus copies may be thinned.
+            seq = self._stream_seq.get(topic, 0) + 1
+            self._stream_seq[topic] = seq
+            self.stream_pub.send_multipart([t, encode(msg, self.spec.name, self.spec.incarnation, seq)])
+            self.msgs_out += 1
 
     def _send_p2p(self, target: str, msg: Message) -> None:
         seq = self._p2p_seq.get(target, 0) + 1

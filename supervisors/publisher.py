@@ -22,7 +22,8 @@ from messages import Message, encode
 
 
 class ThreadPublisher:
-    def __init__(self, zctx: zmq.Context, endpoint: str, hwm: int, sender: str, incarnation: int) -> None:
+    def __init__(self, zctx: zmq.Context, endpoint: str, hwm: int, sender: str, incarnation: int, *,
+                 stream_endpoint: str = "", stream_prefixes: tuple[str, ...] = ()) -> None:
         self._owner = threading.get_ident()
         self._sender = sender
         self._incarnation = incarnation
@@ -34,6 +35,16 @@ class ThreadPublisher:
         sock.setsockopt(zmq.SNDHWM, hwm)
         sock.connect(endpoint)
         self._sock: zmq.Socket | None = sock
+        # The role's stream (see RoleActor.streams): the same frames for the
+        # topics its direct consumers read straight, bound here.
+        self._stream: zmq.Socket | None = None
+        self._stream_prefixes = tuple(stream_prefixes)
+        if stream_endpoint and stream_prefixes:
+            st = zctx.socket(zmq.PUB)
+            st.setsockopt(zmq.LINGER, 0)
+            st.setsockopt(zmq.SNDHWM, hwm)
+            st.bind(stream_endpoint)
+            self._stream = st
 
     def publish(self, msg: Message) -> None:
         if threading.get_ident() != self._owner:
@@ -49,7 +60,10 @@ class ThreadPublisher:
             t = self._topics[topic] = topic.encode()
         # PUB never blocks: at the high-water mark it drops, which subscribers
         # see as a sequence gap (the bus's documented behaviour).
-        sock.send_multipart((t, encode(msg, self._sender, self._incarnation, seq)))
+        frame = encode(msg, self._sender, self._incarnation, seq)
+        sock.send_multipart((t, frame))
+        if self._stream is not None and topic.startswith(self._stream_prefixes):
+            self._stream.send_multipart((t, frame))
         self.sent += 1
 
     def close(self) -> None:
@@ -57,3 +71,6 @@ class ThreadPublisher:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close(linger=0)
+        st, self._stream = self._stream, None
+        if st is not None:
+            st.close(linger=0)
