@@ -1,6 +1,6 @@
 """The executor: turns allowed guard decisions into orders.
 
-Every leg is written to the ledger (WAL, synchronous=FULL) with its client
+Every leg is written to the ledger (WAL, fsynced) with its client
 order id before anything is sent; the decision is acknowledged only after
 that write, so a kill at any point leaves either nothing or a ledger row
 that the next incarnation reconciles with the venue. Modes:

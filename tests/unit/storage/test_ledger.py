@@ -43,3 +43,20 @@ def test_a_reader_sees_the_writers_commits(tmp_path: Path) -> None:
     i = intent()
     writer.record_intent(i, 1.0, [("c1", "upbit", "sell", 0.001, 1e8)])
     assert reader.has_intent(i.id)
+
+
+def test_legs_are_fsynced_before_sending_and_outcomes_are_not(tmp_path: Path) -> None:
+    """record_intent commits with synchronous=FULL (2), apply with NORMAL (1),
+    and the next intent is FULL again whatever came before."""
+    led = Ledger(tmp_path / "l.sqlite")
+
+    def level() -> int:
+        return led.db.execute("PRAGMA synchronous").fetchone()[0]
+
+    i = intent()
+    led.record_intent(i, 1.0, [("c1", "upbit", "sell", 0.001, 1e8)])
+    assert level() == 2
+    led.apply(event(i, "c1", "filled"))
+    assert level() == 1
+    led.record_intent(intent(), 1.0, [("c2", "upbit", "sell", 0.001, 1e8)])
+    assert level() == 2
