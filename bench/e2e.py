@@ -60,7 +60,7 @@ from venues.sim.config import TEST_KEYS
 
 RATES = (100, 1_000, 10_000)
 HOPS = ("ws", "feed_to_engine", "engine_to_position", "position_to_guard", "guard_to_executor")
-HOP_LABELS = {"ws": "exchange -> feed (WebSocket)", "feed_to_engine": "feed -> engine (BookTop, bus)",
+HOP_LABELS = {"ws": "exchange -> feed (WebSocket)", "feed_to_engine": "feed -> engine (BookTop, direct stream)",
               "engine_to_position": "engine -> position (Opportunity)",
               "position_to_guard": "position -> guard (OrderIntent)",
               "guard_to_executor": "guard -> executor (decision -> sent)"}

@@ -15,7 +15,7 @@ Properties:
   sane ``BookTop`` (finite positive numbers, best-first levels, not crossed,
   a subscribed symbol), ``None`` (keep-alives, acks) or ``BadFrame`` with a
   known reason - never ``parser_error`` (that is reserved for parser bugs);
-- **Binance fast path** - the orjson shortcut gives exactly what the slow
+- **Binance fast path** - the msgspec fast path gives exactly what the slow
   ``float()`` path gives, on books whose price and size strings are drawn
   from an alphabet of digits, dots, exponents, signs, spaces and junk.
 
@@ -320,7 +320,7 @@ def _sorted_book(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _fast_and_slow(frame: bytes | str) -> tuple[Any, Any]:
-    """Parse with the orjson fast path and with the slow path alone."""
+    """Parse with the msgspec fast path and with the slow path alone."""
     out = []
     for fast in (True, False):
         a = BinanceAdapter(SYMBOLS)
