@@ -29,6 +29,7 @@ from messages import Ack, Command, Heartbeat, Message, Reply, decode, encode, wa
 from messages.codec import DecodeError
 from supervisors import logjson
 from supervisors.actor_context import ActorContext, HostSpec, resolve_role
+from supervisors.metricnames import key
 from supervisors.outbox import Outbox
 
 log = logging.getLogger("arbd.host")
@@ -428,7 +429,7 @@ class ActorHost:
         counters = dict(counters)
         counters["p2p_unacked"] = float(len(self._unacked))
         if self._conflate:
-            counters["bus_conflated"] = float(self._latest.replaced)
+            counters[key("c", "arbd_bus_conflated_total", actor=self.spec.name)] = float(self._latest.replaced)
         self._send_sup(Heartbeat(
             actor=self.spec.name, incarnation=self.spec.incarnation, pid=os.getpid(),
             loop_latency_ms=latency_ms, rss_mb=rss_mb, msgs_in=self.msgs_in,

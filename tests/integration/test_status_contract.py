@@ -65,6 +65,9 @@ def test_a_paper_run_reports_the_contracted_status_and_metrics(tmp_path: Path) -
                      "failclosed_events", "memory_drift_rate", "state_age_drift_rate"):
             assert name in values, name
         assert any(k.startswith("ws_freshness_seconds{") for k in values)
+        # every conflating mailbox reports what it superseded (0 is fine at paper rates)
+        for actor in ("engine", "position", "watchdog", "executor", "guard"):
+            assert any(k.startswith("arbd_bus_conflated_total{") and f'actor="{actor}"' in k for k in values), actor
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
