@@ -73,13 +73,6 @@ class LatestBox:
         return list(items.values())
 
 
-@dataclass(frozen=True, slots=True)
-class Conflated:
-    """Tells the actor that its LatestBox has messages."""
-
-    box: LatestBox
-
-
 class CommandError(Exception):
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)
@@ -139,23 +132,19 @@ class RoleActor(pykka.ThreadingActor):
             self.host_ready = True
             return super()._handle_receive(message)
 
-    def deliver_inline(self, inbound: Inbound | LatestBox) -> None:
-        """Run a delivery on the caller's thread; the caller holds host_run_lock."""
-        if type(inbound) is LatestBox:
-            for item in inbound.take():
-                self._dispatch(item)
+    def deliver(self, item: Inbound | LatestBox) -> None:
+        """Dispatch one message, or everything in a LatestBox, on whichever
+        thread holds host_run_lock (the host's inline or pykka's)."""
+        if type(item) is LatestBox:
+            for inbound in item.take():
+                self._dispatch(inbound)
         else:
-            self._dispatch(inbound)
+            self._dispatch(item)
 
     # -- pykka entry point -------------------------------------------------
     def on_receive(self, message: Any) -> Any:
-        if type(message) is Inbound:
-            self._dispatch(message)
-            self.host_inbounds_done += 1
-            return None
-        if type(message) is Conflated:
-            for inbound in message.box.take():
-                self._dispatch(inbound)
+        if type(message) is Inbound or type(message) is LatestBox:  # handed over by the host
+            self.deliver(message)
             self.host_inbounds_done += 1
             return None
         if type(message) is Beat:

@@ -24,7 +24,7 @@ import psutil
 import pykka
 import zmq
 
-from actors.base import Beat, Conflated, Inbound, LatestBox, RoleActor, Tick
+from actors.base import Beat, Inbound, LatestBox, RoleActor, Tick
 from messages import Ack, Command, Heartbeat, Message, Reply, decode, encode, warm
 from messages.codec import DecodeError
 from supervisors import logjson
@@ -312,7 +312,7 @@ class ActorHost:
                 and actor.host_run_lock.acquire(blocking=False)):
             try:
                 if not actor.actor_stopped.is_set():
-                    actor.deliver_inline(item)
+                    actor.deliver(item)
                     return
             except Exception:
                 log.exception("actor %s failed handling a message; exiting for a restart", self.spec.name)
@@ -322,7 +322,7 @@ class ActorHost:
             finally:
                 actor.host_run_lock.release()
         self._handed_over += 1
-        ref.tell(Conflated(item) if type(item) is LatestBox else item)
+        ref.tell(item)  # a LatestBox is told as itself: the actor takes what it holds then
 
     def _on_sup_message(self, msg: Message, ref: Any) -> None:
         if type(msg) is Command and msg.command == "stop":
