@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 try:  # a ccxt dependency, pinned in requirements.lock; ~2x faster than json
@@ -120,6 +120,24 @@ def check_levels(bid_px: list[float], bid_sz: list[float],
         raise BadFrame(UNSORTED, "asks not best first")
     if bid_px[0] >= ask_px[0]:
         raise BadFrame(CROSSED, f"bid {bid_px[0]} >= ask {ask_px[0]}")
+
+
+def parse_fast_then_slow(fast: Callable[[bytes | str, int], BookTop | None] | None,
+                         slow: Callable[[bytes | str, int], BookTop | None],
+                         frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
+    """An adapter's ``parse``: its fast path (if any) for clean frames, its
+    plain parser for everything the fast path declines (None), which names
+    what is wrong. Anything but BadFrame is a parser bug, never fatal."""
+    try:
+        if fast is not None:
+            top = fast(frame, recv_ts_ns)
+            if top is not None:
+                return top
+        return slow(frame, recv_ts_ns)
+    except BadFrame:
+        raise
+    except Exception as e:
+        raise BadFrame(PARSER_ERROR, type(e).__name__) from None
 
 
 def check_age(exch_ts_ns: int, recv_ts_ns: int, max_age_ns: int) -> None:

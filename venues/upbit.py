@@ -34,7 +34,6 @@ from venues import (
     BAD_NUMBER,
     BAD_SHAPE,
     MISSING_FIELD,
-    PARSER_ERROR,
     UNKNOWN_SYMBOL,
     UPBIT,
     VENUE_ERROR,
@@ -43,6 +42,7 @@ from venues import (
     check_age,
     check_levels,
     decode_json,
+    parse_fast_then_slow,
 )
 
 QUOTE = "KRW"
@@ -149,16 +149,7 @@ class UpbitAdapter:
 
     # -- parsing ---------------------------------------------------------------
     def parse(self, frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
-        try:
-            if self._fast:
-                top = self._parse_fast(frame, recv_ts_ns)
-                if top is not None:
-                    return top
-            return self._parse(frame, recv_ts_ns)
-        except BadFrame:
-            raise
-        except Exception as e:  # a parser bug must not kill the feed
-            raise BadFrame(PARSER_ERROR, type(e).__name__) from None
+        return parse_fast_then_slow(self._parse_fast if self._fast else None, self._parse, frame, recv_ts_ns)
 
     def _parse_fast(self, frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
         """The BookTop of a clean orderbook frame, else None: ``_parse``
