@@ -104,11 +104,19 @@ class RoleActor(pykka.ThreadingActor):
     # The role publishes its streams from a thread of its own (a feed's
     # WebSocket thread, through ActorContext.thread_publisher), not the host.
     streams_from_thread: ClassVar[bool] = False
+    # Market-data topic prefixes whose bus copies are thinned to one per
+    # interval per topic (seconds); the stream still carries every message.
+    bus_every: ClassVar[dict[str, float]] = {}
 
     @classmethod
     def subscriptions_for(cls, config: Any) -> tuple[str, ...]:
         """The topic prefixes to subscribe to under ``config`` (default: the class's)."""
         return cls.subscriptions
+
+    @classmethod
+    def direct_for(cls, config: Any) -> dict[str, tuple[str, ...]]:
+        """The streams to read straight under ``config`` (default: the class's ``direct``)."""
+        return cls.direct
 
     def __init__(self, ctx: ActorContext) -> None:
         super().__init__()

@@ -2,9 +2,9 @@
 
 Books come straight from the feeds' streams, Opportunities go straight to
 the position on the engine's stream (``opp.<symbol>``; a copy on the bus
-four times a second for status and metrics). Not point-to-point: like the
-books they are made of, each opportunity is a snapshot that the next one
-supersedes, so the position takes them latest-value (conflated) and nothing
+four times a second per symbol for status and metrics, see ``bus_every``).
+Not point-to-point: like the books they are made of, each opportunity is a
+snapshot that the next one supersedes, so the position takes them latest-value (conflated) and nothing
 needs acknowledging. Orders start at the position's intents, which are
 point-to-point."""
 
@@ -18,8 +18,6 @@ from arbitrage.premium import FX_SYMBOL, PremiumCalculator, mid_premium_pct
 from messages import BookTop
 from supervisors.metricnames import key
 
-BUS_EVERY_S = 0.25
-
 
 class EngineActor(RoleActor):
     role = "engine"
@@ -27,6 +25,7 @@ class EngineActor(RoleActor):
     direct = {"feed.upbit": ("book.",), "feed.binance": ("book.",)}
     conflate = ("book.",)
     streams = ("opp.",)
+    bus_every = {"opp.": 0.25}  # every one to the position, four a second per symbol to the bus
 
     def on_start(self) -> None:
         cfg = self.ctx.config
@@ -35,7 +34,6 @@ class EngineActor(RoleActor):
         self.baseline = PremiumBaseline(cfg.baseline, time.monotonic)
         self.books: dict[tuple[str, str], BookTop] = {}
         self._keys: dict[str, tuple[str, str, str, str]] = {}
-        self._bus_at: dict[str, float] = {}
         self.c = self.ctx.counters
         self.c.setdefault("loops", 0)
         self.c.setdefault("loop_ms_total", 0.0)
@@ -64,13 +62,7 @@ class EngineActor(RoleActor):
         if opp is None:
             self.ctx.count(key("c", "arbd_engine_skips_total", reason=reason.split(" ")[0]))
             return
-        # Every opportunity goes to the position on the engine's stream; the
-        # bus (status, metrics) gets one per symbol every BUS_EVERY_S.
-        now = time.monotonic()
-        to_bus = now - self._bus_at.get(sym, 0.0) >= BUS_EVERY_S
-        if to_bus:
-            self._bus_at[sym] = now
-        self.ctx.publish(opp, bus=to_bus)
+        self.ctx.publish(opp)
         c = self.c
         k_mid, k_sell, k_buy, k_base = self._gauge_keys(sym)
         c[k_mid] = opp.premium_pct

@@ -27,14 +27,20 @@ MAX_DECISION_AGE_S = 2.0  # a decision older than this reflects a world that has
 
 class ExecutorActor(RoleActor):
     role = "executor"
-    subscriptions = ("book.", "state")
+    subscriptions = ("book.upbit.USDT", "state")
     conflate = ("book.",)  # only the latest quote of each book matters here
+    _FEEDS = {"feed.upbit": ("book.",), "feed.binance": ("book.",)}
 
+    # Paper fills walk every book, so in paper mode they come straight from
+    # the feeds' streams (every one; the bus has ten a second). Live modes
+    # need only the FX rate (fees and PnL in KRW), from the bus.
     @classmethod
     def subscriptions_for(cls, config: Any) -> tuple[str, ...]:
-        # Paper fills walk every book; live modes need only the FX rate
-        # (fees and PnL in KRW), so the other books are not decoded at all.
-        return cls.subscriptions if config.mode == "paper" else ("book.upbit.USDT", "state")
+        return ("state",) if config.mode == "paper" else cls.subscriptions
+
+    @classmethod
+    def direct_for(cls, config: Any) -> dict[str, tuple[str, ...]]:
+        return cls._FEEDS if config.mode == "paper" else {}
     has_inbox = True
     tick_interval_s = 1.0
 

@@ -47,7 +47,7 @@ from typing import Any
 import zmq
 
 from messages import BookTop, DecodeError, decode
-from tests.support.daemon import ACTORS, DaemonRun, runtime_config, wait_until
+from tests.support.daemon import ACTORS, DaemonRun, runtime_config
 
 ROLES = "tests.support.roles"
 TARGET_RATIO = 0.5
@@ -317,21 +317,16 @@ def measure_feed(venue: str, n: int, root: Path, deadline_s: float = 90.0) -> di
     try:
         run.start(timeout=60, max_runtime_s=deadline_s + 60)
         sub.setsockopt(zmq.SUBSCRIBE, f"book.{venue}".encode())
-        sub.connect(run.endpoints().bus_out)
-        # Join before the stream starts: probe through the proxy on our own topic.
-        pub = ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.LINGER, 0)
-        pub.connect(run.endpoints().bus_in)
-        probe = f"book.{venue}.~probe".encode()
-
-        def joined() -> bool:
-            pub.send_multipart([probe, b"x"])
-            return bool(sub.poll(50)) and sub.recv_multipart()[0] == probe
-
-        wait_until(joined, 15, "the bench subscriber to join the bus", interval=0.0)
-        pub.close()
-        while sub.poll(0):
-            sub.recv_multipart()
+        # Every book is on the feed's own stream (the bus gets ten a second per
+        # book). Join before the stream starts: wait for the connection's
+        # handshake, then give the subscription it carries a moment to land.
+        mon = sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        sub.connect(run.endpoints().stream(f"feed.{venue}"))
+        if not mon.poll(15_000):
+            raise RuntimeError(f"could not connect to feed.{venue}'s stream")
+        sub.disable_monitor()
+        mon.close(linger=0)
+        time.sleep(0.2)
         blaster.go()
         count = bad = 0
         t0 = t1 = 0.0
@@ -342,8 +337,6 @@ def measure_feed(venue: str, n: int, root: Path, deadline_s: float = 90.0) -> di
                     break  # the stream is over and some books never came: report them lost
                 continue
             topic, frame = sub.recv_multipart()
-            if topic == probe:
-                continue
             t = time.perf_counter()
             if count % 1000 == 0:  # check a sample; decoding every frame here would take a core
                 try:

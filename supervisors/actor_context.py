@@ -52,11 +52,10 @@ class ActorContext:
         self._events: EventLog | None = None
 
     # trade path and bus
-    def publish(self, msg: Message, bus: bool = True) -> None:
-        """On the bus and, for a topic in the role's ``streams``, on its stream;
-        ``bus=False``: on the stream only (a hot topic the bus needs only
-        now and then)."""
-        self._outbox.put(("pub", msg, bus))
+    def publish(self, msg: Message) -> None:
+        """On the bus (thinned for the role's ``bus_every`` topics) and, for a
+        topic in the role's ``streams``, on its stream (see supervisors.publisher)."""
+        self._outbox.put(("pub", msg))
 
     def thread_publisher(self) -> ThreadPublisher:
         """A bus publisher for the calling thread only (see supervisors.publisher):
@@ -68,7 +67,7 @@ class ActorContext:
         pub = ThreadPublisher(self._zctx, self.endpoints.bus_in, self.config.bus.pub_hwm,
                               self.name, self.incarnation,
                               stream_endpoint=self.endpoints.streams.get(self.name, "") if streams else "",
-                              stream_prefixes=streams)
+                              stream_prefixes=streams, bus_every=role.bus_every if role is not None else None)
         self.publishers.append(pub)
         return pub
 

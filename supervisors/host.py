@@ -31,6 +31,7 @@ from supervisors import logjson
 from supervisors.actor_context import ActorContext, HostSpec, resolve_role
 from supervisors.metricnames import key
 from supervisors.outbox import Outbox
+from supervisors.publisher import Publisher
 
 log = logging.getLogger("arbd.host")
 
@@ -63,8 +64,6 @@ class ActorHost:
         self.outbox = Outbox(self.zctx, self._wake_ep)
         self.actx = ActorContext(spec, self.outbox, self.zctx)
         # I/O-thread state
-        self._pub_seq: dict[str, int] = {}
-        self._stream_seq: dict[str, int] = {}
         self._p2p_seq: dict[str, int] = {}
         self._last_seen: dict[tuple[str, str], tuple[int, int]] = {}
         self._unacked: OrderedDict[str, tuple[str, bytes, float, float]] = OrderedDict()
@@ -113,16 +112,18 @@ class ActorHost:
             self.inbox.bind(ep.inbox(self.spec.name))
         # Direct streams (RoleActor.streams / .direct): no proxy on the hot path.
         self.stream_pub: zmq.Socket | None = None
-        self._stream_prefixes = actor_cls.streams
         if actor_cls.streams and not actor_cls.streams_from_thread:
             self.stream_pub = self._socket(zmq.PUB)
             self.stream_pub.setsockopt(zmq.SNDHWM, self.cfg.bus.pub_hwm)
             self.stream_pub.bind(ep.stream(self.spec.name))
+        self.publisher = Publisher(self.pub, self.stream_pub, self.spec.name, self.spec.incarnation,
+                                   stream_prefixes=actor_cls.streams, bus_every=actor_cls.bus_every)
         self.dsub: zmq.Socket | None = None
-        if actor_cls.direct:
+        direct = actor_cls.direct_for(self.cfg)
+        if direct:
             self.dsub = self._socket(zmq.SUB)
             self.dsub.setsockopt(zmq.RCVHWM, self.cfg.bus.sub_hwm)
-            for source, prefixes in actor_cls.direct.items():
+            for source, prefixes in direct.items():
                 if source not in ep.streams:
                     continue  # no such child in this deployment
                 self.dsub.connect(ep.stream(source))
@@ -160,7 +161,7 @@ class ActorHost:
         self._actor = self.actx.actor  # for inline delivery (see _deliver)
         self.outbox.owner = threading.get_ident()
         subscriptions = (*actor_cls.subscriptions_for(self.cfg),
-                         *(p for prefixes in actor_cls.direct.values() for p in prefixes))
+                         *(p for prefixes in actor_cls.direct_for(self.cfg).values() for p in prefixes))
         if actor_cls.wants_snapshot and subscriptions:
             self._send_sup(Command(command="snapshot", args={"prefixes": list(subscriptions)}))
         hb_every = self.cfg.supervision.heartbeat_interval_s
@@ -311,9 +312,9 @@ class ActorHost:
         if (actor is not None and actor.host_ready and actor.host_inbounds_done == self._handed_over
                 and actor.host_run_lock.acquire(blocking=False)):
             try:
-                if not actor.actor_stopped.is_set():
+                handled = not actor.actor_stopped.is_set()
+                if handled:
                     actor.deliver(item)
-                    return
             except Exception:
                 log.exception("actor %s failed handling a message; exiting for a restart", self.spec.name)
                 self._exit_code = EXIT_ACTOR_DIED
@@ -321,6 +322,12 @@ class ActorHost:
                 return
             finally:
                 actor.host_run_lock.release()
+            if handled:
+                # Send what it emitted now, not after the rest of this read
+                # batch: the books behind it in the socket would delay this
+                # opportunity by their handling (~60 µs each).
+                self._drain_outbox(_DRAIN_BATCH)
+                return
         self._handed_over += 1
         ref.tell(item)  # a LatestBox is told as itself: the actor takes what it holds then
 
@@ -359,7 +366,7 @@ class ActorHost:
         for item in self.outbox.drain(limit):
             kind = item[0]
             if kind == "pub":
-                self._publish(item[1], item[2])
+                self.publisher.publish(item[1])
             elif kind == "send":
                 self._send_p2p(item[1], item[2])
             elif kind == "ack":
@@ -368,21 +375,6 @@ class ActorHost:
                 self._send_sup(item[1])
             elif kind == "beat":
                 self._send_heartbeat(item[1], item[2])
-
-    def _publish(self, msg: Message, bus: bool = True) -> None:
-        topic = msg.topic()
-        t = topic.encode()
-        if bus:
-            seq = self._pub_seq.get(topic, 0) + 1
-            self._pub_seq[topic] = seq
-            self.pub.send_multipart([t, encode(msg, self.spec.name, self.spec.incarnation, seq)], copy=False)
-            self.msgs_out += 1
-        if self.stream_pub is not None and topic.startswith(self._stream_prefixes):
-            # Numbered apart from the bus: a topic's bus copies may be thinned.
-            seq = self._stream_seq.get(topic, 0) + 1
-            self._stream_seq[topic] = seq
-            self.stream_pub.send_multipart([t, encode(msg, self.spec.name, self.spec.incarnation, seq)])
-            self.msgs_out += 1
 
     def _send_p2p(self, target: str, msg: Message) -> None:
         seq = self._p2p_seq.get(target, 0) + 1
@@ -433,7 +425,8 @@ class ActorHost:
         self._send_sup(Heartbeat(
             actor=self.spec.name, incarnation=self.spec.incarnation, pid=os.getpid(),
             loop_latency_ms=latency_ms, rss_mb=rss_mb, msgs_in=self.msgs_in,
-            msgs_out=self.msgs_out + sum(p.sent for p in self.actx.publishers), gaps=self.gaps, decode_errors=self.decode_errors,
+            msgs_out=self.msgs_out + self.publisher.sent + sum(p.sent for p in self.actx.publishers),
+            gaps=self.gaps, decode_errors=self.decode_errors,
             counters=counters))
 
 

@@ -245,11 +245,12 @@ def _joined_pub(run: DaemonRun) -> tuple[zmq.Context, zmq.Socket]:
 
 def test_garbage_on_the_bus_is_counted_by_every_subscriber_and_changes_nothing(paper: DaemonRun) -> None:
     pids = _pids(paper)
-    # Every bus subscriber of book.* (the engine reads books straight from the
-    # feeds' streams, through the same decoding path).
-    readers = ("watchdog", "executor")
+    # Every bus subscriber of the FX book (the engine, and in paper mode the
+    # executor, read books straight from the feeds' streams, through the same
+    # decoding path).
+    readers = ("watchdog", "guard")
     before = {a: _decode_errors(paper, a) for a in readers}
-    frames = _bad_frames("book.upbit.BTC")
+    frames = _bad_frames("book.upbit.USDT")
     ctx, pub = _joined_pub(paper)
     try:
         for f in frames:

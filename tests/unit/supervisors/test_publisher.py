@@ -1,4 +1,4 @@
-"""ThreadPublisher: a producer thread's own PUB socket to the bus."""
+"""Publisher and ThreadPublisher: the stream gets every message, the bus a thinned copy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from messages import BookTop, decode
-from supervisors.publisher import ThreadPublisher
+from supervisors.publisher import Publisher, ThreadPublisher
 
 
 def _book(symbol: str) -> BookTop:
@@ -73,3 +73,68 @@ def test_only_the_thread_that_made_it_may_publish_and_a_closed_one_sends_nothing
     pub.close()  # twice is fine
     pub.publish(_book("BTC"))
     assert pub.sent == 0
+
+
+def _drain(sock: zmq.Socket, want: int) -> list[tuple[bytes, int, str]]:
+    out = []
+    while len(out) < want and sock.poll(2000):
+        topic, frame = sock.recv_multipart()
+        env = decode(frame)
+        out.append((topic, env.seq, env.msg.symbol))
+    assert not sock.poll(50), "more frames than expected"
+    return out
+
+
+def test_the_stream_gets_every_book_and_the_bus_one_per_interval_numbered_without_holes(bus) -> None:
+    ctx, bus_sub, ep = bus
+    stream_ep = f"inproc://stream-test-{uuid.uuid4().hex}"
+    now = [100.0]
+    bus_pub = ctx.socket(zmq.PUB)
+    bus_pub.connect(ep)
+    stream_pub = ctx.socket(zmq.PUB)
+    stream_pub.bind(stream_ep)
+    stream_sub = ctx.socket(zmq.SUB)
+    stream_sub.subscribe(b"")
+    stream_sub.connect(stream_ep)
+    pub = Publisher(bus_pub, stream_pub, "feed.upbit", 3, stream_prefixes=("book.",),
+                    bus_every={"book.": 0.1}, clock=lambda: now[0])
+    try:
+        # Both subscriptions must have reached their publishers first.
+        while not (bus_sub.poll(20) and stream_sub.poll(20)):
+            pub.publish(_book("PROBE"))
+            now[0] += 1.0
+        while bus_sub.poll(50) or stream_sub.poll(50):
+            for s in (bus_sub, stream_sub):
+                while s.poll(0):
+                    s.recv_multipart()
+        sent0 = pub.sent
+        for dt, sym in ((0.0, "BTC"), (0.03, "BTC"), (0.0, "ETH"), (0.05, "BTC"), (0.05, "BTC"), (0.02, "ETH")):
+            now[0] += dt
+            pub.publish(_book(sym))
+        # t = 0 BTC, 0.03 BTC, 0.03 ETH, 0.08 BTC, 0.13 BTC (0.13 s after the last bus copy), 0.15 ETH
+        assert _drain(stream_sub, 6) == [(b"book.upbit.BTC", 1, "BTC"), (b"book.upbit.BTC", 2, "BTC"),
+                                         (b"book.upbit.ETH", 1, "ETH"), (b"book.upbit.BTC", 3, "BTC"),
+                                         (b"book.upbit.BTC", 4, "BTC"), (b"book.upbit.ETH", 2, "ETH")]
+        assert _drain(bus_sub, 4) == [(b"book.upbit.BTC", 1, "BTC"), (b"book.upbit.ETH", 1, "ETH"),
+                                      (b"book.upbit.BTC", 2, "BTC"), (b"book.upbit.ETH", 2, "ETH")]
+        assert pub.sent - sent0 == 10 and pub.thinned >= 2
+    finally:
+        pub.close()
+        stream_sub.close(linger=0)
+
+
+def test_topics_without_an_interval_go_to_the_bus_every_time_and_not_to_the_stream(bus) -> None:
+    ctx, bus_sub, ep = bus
+    bus_pub = ctx.socket(zmq.PUB)
+    bus_pub.connect(ep)
+    pub = Publisher(bus_pub, None, "engine", 1, stream_prefixes=("opp.",), bus_every={"opp.": 10.0})
+    try:
+        while not bus_sub.poll(20):
+            pub.publish(_book("PROBE"))
+        while bus_sub.poll(50):
+            bus_sub.recv_multipart()
+        for sym in ("BTC", "BTC", "BTC"):
+            pub.publish(_book(sym))
+        assert [seq for _, seq, _ in _drain(bus_sub, 3)] == [1, 2, 3]
+    finally:
+        pub.close()
