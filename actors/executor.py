@@ -197,6 +197,7 @@ class ExecutorActor(RoleActor):
     # -- periodic ------------------------------------------------------------------------
     def on_tick(self, now_ns: int) -> None:
         self._publish_stats()
+        self.ledger.checkpoint()  # here, not in the write before a send (see Ledger._prime_wal)
         # Legs whose outcome could not be learnt are looked up again, never resent.
         self._unknown_ticks = getattr(self, "_unknown_ticks", 0) + 1
         if self._unknown_ticks % 5 == 0:

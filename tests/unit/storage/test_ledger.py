@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from messages import OrderEvent, OrderIntent
-from storage.ledger import Ledger
+from storage.ledger import WAL_PRIME_BYTES, Ledger
 
 
 def intent() -> OrderIntent:
@@ -60,3 +60,29 @@ def test_legs_are_fsynced_before_sending_and_outcomes_are_not(tmp_path: Path) ->
     assert level() == 1
     led.record_intent(intent(), 1.0, [("c2", "upbit", "sell", 0.001, 1e8)])
     assert level() == 2
+
+
+def test_the_wal_is_primed_at_open_and_reused_not_grown(tmp_path: Path) -> None:
+    """The fsync before a send overwrites WAL blocks the file already has
+    (see Ledger._prime_wal): the writer's open gives the WAL its working size
+    without changing any data, and with a checkpoint between bursts (the
+    executor's tick) the file never grows past it."""
+    path = tmp_path / "l.sqlite"
+    led = Ledger(path)
+    wal = Path(f"{path}-wal")
+    primed = wal.stat().st_size
+    assert primed >= WAL_PRIME_BYTES
+    assert led.db.execute("SELECT count(*) FROM wal_prime").fetchone() == (0,)
+    assert led.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # only checkpoint() does it
+    for _burst in range(5):
+        for _ in range(40):
+            i = intent()
+            led.record_intent(i, 1.0, [(f"c-{i.id}", "upbit", "sell", 0.001, 1e8)])
+            led.apply(event(i, f"c-{i.id}", "filled"))
+        led.checkpoint()
+    assert wal.stat().st_size == primed
+    assert len(led.orders()) == 200
+    led.close()
+    again = Ledger(path)  # the last close deleted the WAL; the next open primes it again
+    assert len(again.orders()) == 200 and wal.stat().st_size >= WAL_PRIME_BYTES
+    assert again.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
