@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from venues.sim.core import SimCore
@@ -15,8 +16,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WS_PREFIXES = ("/ws", "/stream", "/websocket")
 
 
+def dumps_bytes(obj: Any) -> bytes:
+    """Compact UTF-8 JSON, as the venues send it. orjson: at a thousand books
+    a second the stdlib encoder was a sixth of the simulator's CPU, on the
+    cores the daemon it feeds runs on. Numbers keep their shortest form
+    (orjson writes 1e-5 where json writes 1e-05: both are the same JSON)."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # outside orjson's types (e.g. an int past 64 bits)
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return dumps_bytes(obj).decode()
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:

@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 from arbitrage.venue_rules import UPBIT
 from venues.sim import upbit_format as fmt
 from venues.sim.core import SimCore
-from venues.sim.rest_common import dumps
+from venues.sim.rest_common import dumps, dumps_bytes
 from venues.sim.tape import PublicTrade
 from venues.sim.ws_common import Conn
 
@@ -100,8 +100,7 @@ class UpbitWs:
     def _encode(msg: dict[str, Any], form: str) -> bytes:
         if form in ("SIMPLE", "SIMPLE_LIST"):
             msg = fmt.simplify(msg)
-        body = dumps([msg] if form.endswith("_LIST") else msg)
-        return body.encode()
+        return dumps_bytes([msg] if form.endswith("_LIST") else msg)
 
     def _send(self, conn: UpbitConn, data: bytes) -> None:
         conn.last_io = self.core.mono()
