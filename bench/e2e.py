@@ -52,7 +52,7 @@ from typing import Any
 import psutil
 import zmq
 
-from bench.feed import machine
+from bench.feed import cpu_ticks, machine, steal_pct
 from bench.floor import percentile, ping_pong_floor
 from messages import BookTop, DecodeError, GuardDecision, OrderEvent, decode
 from tests.support.daemon import DaemonRun, free_port, wait_until
@@ -358,10 +358,12 @@ def measure_rate(rate: float, seconds: float, root: Path, seed: int = 7,
         port = run.config["metrics"]["port"]
         gaps0 = _scrape(port)
         cpu0 = _cpu(run, {"exchange": sim.proc.pid})
+        ticks0 = cpu_ticks()
         t0 = time.time_ns()
         n0 = len(obs.quote_times)
         threading.Event().wait(seconds)  # the measuring window
         t1 = time.time_ns()
+        ticks1 = cpu_ticks()
         n1 = len(obs.quote_times)
         lag = obs.quote_lag[n0:n1]
         cpu1 = _cpu(run, {"exchange": sim.proc.pid})
@@ -408,7 +410,7 @@ def measure_rate(rate: float, seconds: float, root: Path, seed: int = 7,
             "from_feed": _stats_ms(from_feed), "feed_to_observer": _stats_ms(lag), "hop": {h: _stats_ms(v) for h, v in hops.items()},
             "gaps": int(trade_gaps), "observer_gaps": obs.gaps,
             "cpu_pct": {k: round(100 * (cpu1[k] - cpu0[k]) / ((t1 - t0) / 1e9)) for k in cpu1 if k in cpu0},
-            "loadavg_1m": round(load, 2)}
+            "loadavg_1m": round(load, 2), "steal_pct": steal_pct(ticks0, ticks1)}
 
 
 def saturated(r: dict[str, Any], base_p50: float | None) -> str:
@@ -475,7 +477,7 @@ def _print_rate(r: dict[str, Any], floor_us: float) -> None:
           f"p99 {r['path_p99_ms'] or float('nan'):7.3f} ms   max {r['path_max_ms'] or float('nan'):.3f} ms")
     print("  cpu % over the window: " + ", ".join(f"{k} {v}" for k, v in sorted(r["cpu_pct"].items(),
                                                                                key=lambda kv: -kv[1]))
-          + f"   (1-min load average {r['loadavg_1m']})")
+          + f"   (1-min load average {r['loadavg_1m']}; hypervisor steal {r['steal_pct']} %)")
     print(f"  = {r['ratio']}x (floor p50 {floor_us:.0f} us x {r['hops']} hops)"
           + (f"   SATURATED: {r['saturated']}" if r["saturated"] else ""))
 

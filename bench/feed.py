@@ -376,6 +376,23 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version()}
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, total) clock ticks of all CPUs so far, from /proc/stat ((0, 0) without it)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """CPU time the hypervisor gave to other machines between two cpu_ticks(), in %:
+    on a shared VM a run with much steal measures the neighbours, not the code."""
+    total = after[1] - before[1]
+    return round(100.0 * (after[0] - before[0]) / total, 1) if total > 0 else 0.0
+
+
 def run_venue(venue: str, n: int, root: Path) -> dict[str, Any]:
     bare = measure_bare(venue, n)
     parse = measure_parse_only(venue, n)
