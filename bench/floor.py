@@ -88,7 +88,7 @@ def _server(endpoint: str, ready: Any, total: int, deadline_s: float) -> None:
 
 
 def _client(endpoint: str, payload: dict[str, Any], n: int, warmup: int, deadline_s: float,
-            out: Any) -> None:
+            out: Any, gap_s: float = 0.0) -> None:
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
@@ -100,6 +100,8 @@ def _client(endpoint: str, payload: dict[str, Any], n: int, warmup: int, deadlin
             if time.monotonic() > deadline:
                 break
             payload["seq"] = i
+            if gap_s:
+                time.sleep(gap_s)
             t0 = time.perf_counter_ns()
             s.send(msgpack.packb(payload, use_bin_type=True))
             if not s.poll(5000):
@@ -115,8 +117,12 @@ def _client(endpoint: str, payload: dict[str, Any], n: int, warmup: int, deadlin
 
 
 def ping_pong_floor(n: int = 20_000, payload: dict[str, Any] | None = None, warmup: int = 1_000,
-                    deadline_s: float = 60.0) -> FloorResult:
-    """Round-trip latency of ``n`` ping-pongs between two spawned processes over ipc."""
+                    deadline_s: float = 60.0, gap_s: float = 0.0) -> FloorResult:
+    """Round-trip latency of ``n`` ping-pongs between two spawned processes over ipc.
+
+    ``gap_s``: a pause before each ping. Back to back, both processes stay
+    on their cores; a quote stream at 1-1,000/s wakes them from idle every
+    time, which on a VM costs more than the socket (see ``--gap-ms``)."""
     payload = payload if payload is not None else default_payload()
     size = len(msgpack.packb(payload, use_bin_type=True))
     mp = multiprocessing.get_context("spawn")
@@ -126,7 +132,7 @@ def ping_pong_floor(n: int = 20_000, payload: dict[str, Any] | None = None, warm
     recv_end, send_end = mp.Pipe(duplex=False)
     server = mp.Process(target=_server, args=(endpoint, ready, n + warmup, deadline_s + 10),
                         name="floor-server")
-    client = mp.Process(target=_client, args=(endpoint, payload, n, warmup, deadline_s, send_end),
+    client = mp.Process(target=_client, args=(endpoint, payload, n, warmup, deadline_s, send_end, gap_s),
                         name="floor-client")
     try:
         server.start()
@@ -152,9 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=20_000, help="timed round trips (default 20000)")
     ap.add_argument("--payload-bytes", type=int, default=100, help="msgpack payload size (default 100)")
+    ap.add_argument("--gap-ms", type=float, default=0.0,
+                    help="pause before each ping, ms (default 0: back to back; try 5 for wake-ups from idle)")
     args = ap.parse_args(argv)
-    r = ping_pong_floor(args.n, default_payload(args.payload_bytes))
-    print(f"floor: DEALER/ROUTER ipc, {r.payload_bytes} B msgpack, n={r.n}: "
+    r = ping_pong_floor(args.n, default_payload(args.payload_bytes), gap_s=args.gap_ms / 1e3,
+                        deadline_s=max(60.0, 2 * args.n * args.gap_ms / 1e3))
+    print(f"floor: DEALER/ROUTER ipc, {r.payload_bytes} B msgpack, n={r.n}, gap {args.gap_ms:g} ms: "
           f"p50 {r.p50_us:.1f} us  p90 {r.p90_us:.1f} us  p99 {r.p99_us:.1f} us  max {r.max_us:.0f} us")
     print(json.dumps({"floor": asdict(r)}))
     return 0 if r.complete else 1
