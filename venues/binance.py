@@ -35,7 +35,7 @@ declare any field Binance adds to ``_Depth``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
@@ -55,16 +55,13 @@ from venues import (
     decode_json,
     parse_fast_then_slow,
 )
+from venues.fast_path import MAX_JSON_INT, FastNum, clean_top
 
 QUOTE = "USDT"
 DEPTHS = (5, 10, 20)
 
 # -- fast path: the combined partial-depth frame as typed structs ---------------
-# Finite, > 0 and < 1e300: msgspec refuses the rest in C, and a sum of any
-# realistic count of these is finite, so check_levels' sum/min tests can never
-# fail on accepted levels.
-_Px = Annotated[float, msgspec.Meta(gt=0.0, lt=1e300)]
-_Levels = list[tuple[_Px, _Px]]
+_Levels = list[tuple[FastNum, FastNum]]  # lax decoding turns the decimal strings into these
 
 
 class _Depth(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
@@ -94,12 +91,11 @@ class _Combined(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=Tru
 _decode_combined = msgspec.json.Decoder(_Combined, strict=False).decode
 _UNSET = msgspec.UNSET
 _TEXT_MARKS = {bytes: (b'"', b":"), str: ('"', ":")}
-_MAX_INT = (1 << 63) - 1  # orjson gives int up to 2**64-1 (float beyond); stay inside
 
 
 def _plain_int(v: Any) -> bool:
     """An int (not bool) that orjson decodes to the same int."""
-    return type(v) is int and 0 <= v <= _MAX_INT
+    return type(v) is int and 0 <= v <= MAX_JSON_INT
 
 
 def _ms_to_ns(v: Any) -> int:
@@ -224,22 +220,12 @@ class BinanceAdapter:
                 exch_ns = (e_ms if has_e else t_ms) * 1_000_000
                 check_age(exch_ns, recv_ts_ns, self.max_age_ns)
             n = self.max_levels
-            bids, asks = bids[:n], asks[:n]
-            # The numbers are finite and > 0 (_Px): what check_levels still
-            # tests is order and cross. Sorting (price, size) pairs also orders
-            # the sizes of equal prices, so such a book goes to _parse:
-            # stricter, never looser.
-            if not (bids and asks and bids[0][0] < asks[0][0]
-                    and bids == sorted(bids, reverse=True) and asks == sorted(asks)):
-                return None
-            self._check_order(coin, "depth", uid)  # last: it records uid
+            top = clean_top(BINANCE, coin, bids[:n], asks[:n], exch_ns, recv_ts_ns)
+            if top is not None:
+                self._check_order(coin, "depth", uid)  # last: it records uid
         except (msgspec.MsgspecError, RecursionError, BadFrame):
             return None
-        return BookTop(
-            venue=BINANCE, symbol=coin,
-            bid=bids[0][0], ask=asks[0][0], bid_size=bids[0][1], ask_size=asks[0][1],
-            bids=tuple(bids), asks=tuple(asks), exch_ts_ns=exch_ns, recv_ts_ns=recv_ts_ns,
-        )
+        return top
 
     def _parse(self, frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
         msg = decode_json(frame)

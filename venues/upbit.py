@@ -44,6 +44,7 @@ from venues import (
     decode_json,
     parse_fast_then_slow,
 )
+from venues.fast_path import MAX_JSON_INT, FastNum, clean_top
 
 QUOTE = "KRW"
 FX = "USDT"  # KRW-USDT: always subscribed, the USDT->KRW bridge
@@ -51,20 +52,14 @@ DEPTHS = (1, 5, 15, 30)
 _TEXT = (bytes, str)  # frame types the fast path takes (websockets hands over these)
 
 # -- fast path: the frame as typed structs -------------------------------------
-# A JSON number (an int too, as float() would) that is finite, > 0 and < 1e300:
-# msgspec refuses the rest in C, and a sum of any realistic count of these is
-# finite, so check_levels' sum/min tests can never fail on accepted levels.
-_Num = Annotated[float, msgspec.Meta(gt=0.0, lt=1e300)]
-# orjson yields int for -2**63..2**64-1 only (a float beyond), which the slow
-# path refuses; a range inside it keeps the two paths on the same int.
-_Ms = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+_Ms = Annotated[int, msgspec.Meta(ge=0, le=MAX_JSON_INT)]
 
 
 class _Unit(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
-    ask_price: _Num
-    bid_price: _Num
-    ask_size: _Num
-    bid_size: _Num
+    ask_price: FastNum  # a JSON int too, as float() would take it
+    bid_price: FastNum
+    ask_size: FastNum
+    bid_size: FastNum
 
 
 class _Orderbook(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
@@ -172,21 +167,8 @@ class UpbitAdapter:
         except (msgspec.MsgspecError, RecursionError, BadFrame):
             return None
         units = msg.orderbook_units[: self.max_levels]
-        if not units:
-            return None
-        bids = [(u.bid_price, u.bid_size) for u in units]
-        asks = [(u.ask_price, u.ask_size) for u in units]
-        # The numbers are finite and > 0 (_Num): what check_levels still tests
-        # is order and cross. Sorting (price, size) pairs also orders the sizes
-        # of equal prices, so such a book goes to _parse: stricter, never looser.
-        if not (bids[0][0] < asks[0][0] and bids == sorted(bids, reverse=True)
-                and asks == sorted(asks)):
-            return None
-        return BookTop(
-            venue=UPBIT, symbol=coin,
-            bid=bids[0][0], ask=asks[0][0], bid_size=bids[0][1], ask_size=asks[0][1],
-            bids=tuple(bids), asks=tuple(asks), exch_ts_ns=exch_ns, recv_ts_ns=recv_ts_ns,
-        )
+        return clean_top(UPBIT, coin, [(u.bid_price, u.bid_size) for u in units],
+                         [(u.ask_price, u.ask_size) for u in units], exch_ns, recv_ts_ns)
 
     def _parse(self, frame: bytes | str, recv_ts_ns: int) -> BookTop | None:
         msg = decode_json(frame)
