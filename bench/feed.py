@@ -217,23 +217,30 @@ def _bare(url: str, n: int, out: Any, deadline_s: float) -> None:
         out.close()
 
 
-def measure_bare(venue: str, n: int, deadline_s: float = 60.0) -> dict[str, Any]:
+def _run_consumer(venue: str, n: int, deadline_s: float, target: Any, args: tuple[Any, ...],
+                  name: str) -> Any:
+    """Run ``target(*args, url, n, pipe, deadline_s)`` in a process of its own
+    against a fresh blaster; return what it sends back on the pipe."""
     blaster = Blaster(venue, n, deadline_s + 30)
     mp = multiprocessing.get_context("spawn")
     recv, send = mp.Pipe(duplex=False)
-    proc = mp.Process(target=_bare, args=(blaster.url, n, send, deadline_s), name="bare-loop")
+    proc = mp.Process(target=target, args=(*args, blaster.url, n, send, deadline_s), name=name)
     try:
         proc.start()
         send.close()
         blaster.go()
         if not recv.poll(deadline_s + 30):
-            raise RuntimeError("bare loop did not finish")
-        count, secs = recv.recv()
+            raise RuntimeError(f"{name} consumer did not finish")
+        return recv.recv()
     finally:
         proc.join(5)
         if proc.is_alive():
             proc.kill()
         blaster.stop()
+
+
+def measure_bare(venue: str, n: int, deadline_s: float = 60.0) -> dict[str, Any]:
+    count, secs = _run_consumer(venue, n, deadline_s, _bare, (), "bare-loop")
     return {"frames": count, "seconds": secs, "fps": (count - 1) / secs if secs > 0 else 0.0}
 
 
@@ -269,22 +276,7 @@ def _parse_only(venue: str, url: str, n: int, out: Any, deadline_s: float) -> No
 
 
 def measure_parse_only(venue: str, n: int, deadline_s: float = 60.0) -> dict[str, Any]:
-    blaster = Blaster(venue, n, deadline_s + 30)
-    mp = multiprocessing.get_context("spawn")
-    recv, send = mp.Pipe(duplex=False)
-    proc = mp.Process(target=_parse_only, args=(venue, blaster.url, n, send, deadline_s), name="parse-only")
-    try:
-        proc.start()
-        send.close()
-        blaster.go()
-        if not recv.poll(deadline_s + 30):
-            raise RuntimeError("parse-only consumer did not finish")
-        count, secs, bad = recv.recv()
-    finally:
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-        blaster.stop()
+    count, secs, bad = _run_consumer(venue, n, deadline_s, _parse_only, (venue,), "parse-only")
     return {"frames": count, "seconds": secs, "fps": (count - 1) / secs if secs > 0 else 0.0, "bad": bad}
 
 
