@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 
 import pytest
 import zmq
@@ -14,6 +15,18 @@ from supervisors.publisher import Publisher, ThreadPublisher
 
 def _book(symbol: str) -> BookTop:
     return BookTop(venue="upbit", symbol=symbol, bid=1.0, ask=2.0, bid_size=1.0, ask_size=1.0)
+
+
+def _join(pub: Publisher, *subs: zmq.Socket, tick: Callable[[], None] = lambda: None) -> None:
+    """A PUB drops what it sends before a subscription reaches it: probe until
+    every subscriber has had a probe, then drop the probes."""
+    while not all(s.poll(20) for s in subs):
+        pub.publish(_book("PROBE"))
+        tick()
+    while any(s.poll(50) for s in subs):
+        for s in subs:
+            while s.poll(0):
+                s.recv_multipart()
 
 
 @pytest.fixture()
@@ -33,11 +46,7 @@ def test_it_numbers_each_topic_on_its_own_and_counts_what_it_sent(bus) -> None:
     ctx, sub, ep = bus
     pub = ThreadPublisher(ctx, ep, 1000, "feed.upbit", 7)
     try:
-        # A PUB drops what it sends before the subscription reaches it: probe until it has.
-        while not sub.poll(20):
-            pub.publish(_book("PROBE"))
-        while sub.poll(50):
-            sub.recv_multipart()
+        _join(pub, sub)
         for sym in ("BTC", "ETH", "BTC"):
             pub.publish(_book(sym))
         got = []
@@ -99,14 +108,10 @@ def test_the_stream_gets_every_book_and_the_bus_one_per_interval_numbered_withou
     pub = Publisher(bus_pub, stream_pub, "feed.upbit", 3, stream_prefixes=("book.",),
                     bus_every={"book.": 0.1}, clock=lambda: now[0])
     try:
-        # Both subscriptions must have reached their publishers first.
-        while not (bus_sub.poll(20) and stream_sub.poll(20)):
-            pub.publish(_book("PROBE"))
+        def past_the_interval() -> None:  # so that every probe reaches the bus too
             now[0] += 1.0
-        while bus_sub.poll(50) or stream_sub.poll(50):
-            for s in (bus_sub, stream_sub):
-                while s.poll(0):
-                    s.recv_multipart()
+
+        _join(pub, bus_sub, stream_sub, tick=past_the_interval)
         sent0 = pub.sent
         for dt, sym in ((0.0, "BTC"), (0.03, "BTC"), (0.0, "ETH"), (0.05, "BTC"), (0.05, "BTC"), (0.02, "ETH")):
             now[0] += dt
@@ -129,10 +134,7 @@ def test_topics_without_an_interval_go_to_the_bus_every_time_and_not_to_the_stre
     bus_pub.connect(ep)
     pub = Publisher(bus_pub, None, "engine", 1, stream_prefixes=("opp.",), bus_every={"opp.": 10.0})
     try:
-        while not bus_sub.poll(20):
-            pub.publish(_book("PROBE"))
-        while bus_sub.poll(50):
-            bus_sub.recv_multipart()
+        _join(pub, bus_sub)
         for sym in ("BTC", "BTC", "BTC"):
             pub.publish(_book(sym))
         assert [seq for _, seq, _ in _drain(bus_sub, 3)] == [1, 2, 3]
