@@ -4,9 +4,9 @@ Books come straight from the feeds' streams, Opportunities go straight to
 the position on the engine's stream (``opp.<symbol>``; a copy on the bus
 four times a second per symbol for status and metrics, see ``bus_every``).
 Not point-to-point: like the books they are made of, each opportunity is a
-snapshot that the next one supersedes, so the position takes them latest-value (conflated) and nothing
-needs acknowledging. Orders start at the position's intents, which are
-point-to-point."""
+snapshot that the next one supersedes, so the position takes them
+latest-value (conflated) and nothing needs acknowledging. Orders start at
+the position's intents, which are point-to-point."""
 
 from __future__ import annotations
 
