@@ -3,12 +3,25 @@
 In order, the first failing check decides:
 
 1. orders may flow (``armed`` and no fail-closed condition) — else
-   ``disarmed`` / ``halted: <reason>`` / ``fail_closed: <reasons>``;
-2. the intent has not expired (``expires_ns`` of 0 means no expiry, as in the
+   ``disarmed`` / ``halted: <reason>`` / ``fail_closed: <reasons>``, with one
+   exception, the **reducing** behaviour (NautilusTrader's
+   ``TradingState.REDUCING``): while halted or fail-closed (never while
+   disarmed: an operator who never armed allowed nothing), an ``unwind``
+   whose every leg shrinks what is held on its venue and the coin's net
+   naked quantity passes as ``reducing``. Opens and closes never do. A
+   naked leg must be repaired exactly when something has gone wrong;
+2. no venue the intent trades on has an open circuit breaker (opens and
+   closes only: an unwind is the repair, and the strategy routes it away
+   from a broken venue when it can);
+3. the intent has not expired (``expires_ns`` of 0 means no expiry, as in the
    executor);
-3. ``live_readonly`` never sends: ``live_readonly: orders disabled``;
-4. ``live_trading`` only: the D47 LiveSafetyGuard on the intent's notional
+4. ``live_readonly`` never sends: ``live_readonly: orders disabled``;
+5. ``live_trading`` only: the D47 LiveSafetyGuard on the intent's notional
    converted KRW -> USDT, then the venue minimums after ``dry_run_scale``.
+   ``dry_run_scale`` sizes opens only: a close or an unwind trades what the
+   fills left, which the scale already shrank once. A reducing unwind runs
+   only the ``enabled`` check (it cannot add risk, and a halted session has
+   no daily loss left to protect).
 
 ``paper`` runs no LiveSafetyGuard (the seed's mode table) and scales by 1.0.
 A rejection is a :class:`messages.GuardDecision` with ``allowed=False`` and a
@@ -20,29 +33,46 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from arbitrage.live_guard import LiveSafetyGuard, LiveTradingConfig, normalize_symbol
-from arbitrage.trading_state import MODES, TradingStateMachine
+from arbitrage.trading_state import DISARMED, MODES, TradingStateMachine
 from arbitrage.venue_rules import BINANCE, BINANCE_FILTERS, UPBIT, UPBIT_MIN_ORDER_KRW, common_qty
 from messages import GuardDecision, OrderIntent
+
+Holdings = Callable[[str], tuple[float, float] | None]  # symbol -> (upbit qty, binance qty), signed
+_QTY_TOL = 1e-9
+
+
+def _no_holdings(symbol: str) -> tuple[float, float] | None:
+    return None
+
+
+def _no_breakers() -> Mapping[str, str]:
+    return {}
 
 
 class RiskGuard:
     """Decides every :class:`messages.OrderIntent` (see module docs).
 
     ``now_ns`` is a clock in epoch nanoseconds (the unit of ``expires_ns``).
+    ``holdings`` gives what the open pairs hold per venue for a symbol (from
+    the position's latest report; None when unknown); ``breakers`` the
+    venues whose breaker is open, with why.
     """
 
     def __init__(self, mode: str, live_config: LiveTradingConfig, state: TradingStateMachine,
-                 now_ns: Callable[[], int]) -> None:
+                 now_ns: Callable[[], int], holdings: Holdings = _no_holdings,
+                 breakers: Callable[[], Mapping[str, str]] = _no_breakers) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode = mode
         self.live_config = live_config
         self.state = state
         self.now_ns = now_ns
+        self.holdings = holdings
+        self.breakers = breakers
         self.live_guard = LiveSafetyGuard(live_config)
         self._allowed = 0
         self._blocked = 0
@@ -65,7 +95,7 @@ class RiskGuard:
         except Exception as e:  # noqa: BLE001 - a guard bug must refuse, not crash or allow
             category, reason, session_stop, scale = (
                 "internal_error", f"internal_error: {type(e).__name__}: {e}", False, 0.0)
-        allowed = category == "allowed"
+        allowed = category in ("allowed", "reducing")
         self.last_category = category
         if allowed:
             self._allowed += 1
@@ -75,14 +105,33 @@ class RiskGuard:
             if session_stop:
                 self._session_stops += 1
         return GuardDecision(intent=intent, allowed=allowed, reason=reason,
-                             session_stop=session_stop, scale=scale if allowed else 0.0, ts_ns=now)
+                             session_stop=session_stop, scale=scale if allowed else 0.0, ts_ns=now,
+                             reduce_only=category == "reducing")
 
     def _evaluate(self, intent: OrderIntent, balance_usdt: float, daily_pnl_usdt: float,
                   fx: float, now: int) -> tuple[str, str, bool, float]:
-        """(category, reason, session_stop, scale); category ``allowed`` allows."""
+        """(category, reason, session_stop, scale); ``allowed`` and ``reducing`` allow."""
         if not self.state.orders_may_flow():
             why = self.state.blocking_reason()  # "disarmed" | "halted: ..." | "fail_closed: ..."
-            return why.split(":")[0], why, False, 0.0
+            if intent.action != "unwind" or self.state.state == DISARMED:
+                return why.split(":")[0], why, False, 0.0
+            not_reducing = self._shrinks(intent)
+            if not_reducing:
+                return "not_reducing", f"{why}; unwind refused: {not_reducing}", False, 0.0
+            category, reason, _, _ = self._checks(intent, balance_usdt, daily_pnl_usdt, fx, now,
+                                                      reducing=True)
+            if category != "allowed":
+                return category, reason, False, 0.0
+            return "reducing", f"reducing: the unwind shrinks exposure ({why})", False, 1.0
+        if intent.action != "unwind":
+            broken = self.breakers()
+            for leg in intent.legs:
+                if leg.venue in broken:
+                    return "breaker", f"breaker: {leg.venue} is refusing orders ({broken[leg.venue]})", False, 0.0
+        return self._checks(intent, balance_usdt, daily_pnl_usdt, fx, now)
+
+    def _checks(self, intent: OrderIntent, balance_usdt: float, daily_pnl_usdt: float,
+                fx: float, now: int, reducing: bool = False) -> tuple[str, str, bool, float]:
         if intent.expires_ns and intent.expires_ns < now:
             late_ms = (now - intent.expires_ns) / 1e6
             return "expired", f"expired: intent {intent.id} expired {late_ms:.1f} ms ago", False, 0.0
@@ -90,6 +139,10 @@ class RiskGuard:
             return "live_readonly", "live_readonly: orders disabled", False, 0.0
         if self.mode == "paper":
             return "allowed", "ok", False, 1.0
+        if intent.action != "open" or reducing:  # closes and unwinds trade what is held: already scaled
+            if not self.live_config.enabled:
+                return "live_guard.enabled", "live_trading.enabled is false", False, 0.0
+            return "allowed", "ok (trades what the fills hold)", False, 1.0
         # live_trading
         if not (isinstance(fx, (int, float)) and math.isfinite(fx) and fx > 0.0):
             return "invalid_input", f"invalid_input: fx {fx!r} KRW/USDT unknown", False, 0.0
@@ -104,6 +157,27 @@ class RiskGuard:
         if too_small:
             return "venue_minimum", f"venue_minimum: {too_small}", False, 0.0
         return "allowed", f"ok (dry_run_scale={scale})", False, scale
+
+    def _shrinks(self, intent: OrderIntent) -> str:
+        """Why this unwind does not shrink exposure, or ``""`` when every leg does."""
+        held = self.holdings(intent.symbol)
+        if held is None:
+            return "holdings unknown: cannot verify the order reduces exposure"
+        up, bn = held
+        net = up + bn
+        for leg in intent.legs:
+            venue_qty = up if leg.venue == UPBIT else bn if leg.venue == BINANCE else None
+            if venue_qty is None:
+                return f"unknown venue {leg.venue!r}"
+            signed = leg.qty if leg.side == "buy" else -leg.qty
+            after = venue_qty + signed
+            if not (abs(after) < abs(venue_qty) - _QTY_TOL and venue_qty * after >= -_QTY_TOL):
+                return (f"{leg.side} {leg.qty:g} {intent.symbol} on {leg.venue} would not shrink "
+                        f"its holding of {venue_qty:+g}")
+            if abs(net + signed) >= abs(net) - _QTY_TOL:
+                return f"{leg.side} {leg.qty:g} {intent.symbol} would not shrink the net {net:+g}"
+            net += signed
+        return ""
 
     def get_summary(self) -> dict[str, Any]:
         """Counts since start: allowed, blocked (by reason category), session stops,

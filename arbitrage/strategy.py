@@ -8,7 +8,9 @@ entry threshold (the quote's ``edge_pct >= entry_threshold_pct`` and the books
 hold a tradable ``qty``). It *closes* with the opposite pair when the premium
 is back within ``exit_threshold_pct`` of the baseline, measured at the prices
 the close would trade at, or when the pair has been held ``max_hold_s``. A pair
-whose legs filled unequally is unwound first (see ``Portfolio.needs_unwind``).
+whose legs filled unequally is repaired first (see ``Portfolio.needs_unwind``):
+unwound on the venue holding the excess, or completed on the venue that
+missed when that is cheaper and trading is active (:mod:`arbitrage.leg_repair`).
 
 The pairs themselves live in :class:`arbitrage.accounting.Portfolio`, built
 from order events, so a restarted strategy sees exactly what the ledger says.
@@ -23,8 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from arbitrage.accounting import OPEN, Pair, Portfolio
+from arbitrage.accounting import OPEN, Pair, Portfolio, Unwind
+from arbitrage.leg_repair import COMPLETE, Naked, Repair, choose_repair
 from arbitrage.premium import PremiumConfig, opposite, quote_for
+from arbitrage.venue_rules import UPBIT
 from messages.base import new_id
 from messages.trading import SELL_UPBIT, DirectionQuote, Opportunity
 
@@ -77,17 +81,32 @@ class _Pending:
     orders: int  # orders the pair had when signalled: more means the planner took it over
 
 
+RepairContext = Callable[[], tuple[bool, frozenset[str]]]  # (trading active, venues with an open breaker)
+
+
+def _always_active() -> tuple[bool, frozenset[str]]:
+    return True, frozenset()
+
+
 class PairStrategy:
-    """Decides opens, closes and unwinds from opportunities. ``now`` returns seconds."""
+    """Decides opens, closes and unwinds from opportunities. ``now`` returns seconds.
+
+    ``repair_context`` says whether trading is active (else only reducing
+    orders may go) and which venues' breakers are open, for the choice
+    between unwinding and completing a broken hedge.
+    """
 
     def __init__(self, config: StrategyConfig, now: Callable[[], float], portfolio: Portfolio,
-                 ids: Callable[[], str] = new_id) -> None:
+                 ids: Callable[[], str] = new_id, repair_context: RepairContext = _always_active) -> None:
         self.config = config
         self.now = now
         self.portfolio = portfolio
         self.ids = ids
+        self.repair_context = repair_context
         self._pending: dict[str, _Pending] = {}
         self._last_open: dict[str, float] = {}
+        self._repairs: dict[str, Repair] = {}  # pair_id -> the repair last signalled
+        self._completion_refused: set[str] = set()
 
     def on_opportunity(self, opp: Opportunity) -> list[Signal]:
         """Signals for one opportunity: unwinds and closes first; an open only if none."""
@@ -97,14 +116,7 @@ class PairStrategy:
         self._forget_taken_over(t)
         pairs = self.portfolio.pairs(opp.symbol)
         by_id = {p.pair_id: p for p in pairs}
-        out: list[Signal] = []
-        for u in self.portfolio.needs_unwind(opp.symbol):
-            pair = by_id.get(u.pair_id)
-            if pair is not None and not self._busy(pair):
-                out.append(self._emit(t, pair, Signal(
-                    action="unwind", pair_id=u.pair_id, symbol=u.symbol, direction=pair.direction,
-                    qty=u.qty, opportunity=opp, quote=None, reason=u.reason, venue=u.venue,
-                    side=u.side)))
+        out = self.repairs(opp, by_id, t)
         for pair in pairs:
             if pair.state == OPEN and pair.balanced and pair.qty > 0 and not self._busy(pair):
                 sig = self._close(t, pair, opp)
@@ -115,6 +127,48 @@ class PairStrategy:
             if sig is not None:
                 out.append(self._emit(t, None, sig))
         return out
+
+    def repairs(self, opp: Opportunity, by_id: dict[str, Pair] | None = None,
+                t: float | None = None) -> list[Signal]:
+        """Repair signals for the pairs of ``opp.symbol`` whose legs filled unequally.
+
+        Also called on a timer with the symbol's last opportunity, expired or
+        not: a naked leg is repaired even when no fresh quote arrives (the
+        repair is an IOC limit order, so a stale price can make it miss, never
+        overpay)."""
+        t = self.now() if t is None else t
+        if by_id is None:
+            self._forget_taken_over(t)
+            by_id = {p.pair_id: p for p in self.portfolio.pairs(opp.symbol)}
+        active, broken = self.repair_context()
+        out: list[Signal] = []
+        for u in self.portfolio.needs_unwind(opp.symbol):
+            pair = by_id.get(u.pair_id)
+            if pair is None or self._busy(pair):
+                continue
+            rep = choose_repair(self._naked(u, pair), opp, active=active, breaker_open=broken,
+                                completion_refused=u.pair_id in self._completion_refused)
+            if rep is None:
+                continue
+            self._repairs[u.pair_id] = rep
+            out.append(self._emit(t, pair, Signal(
+                action="unwind", pair_id=u.pair_id, symbol=u.symbol, direction=pair.direction,
+                qty=u.qty, opportunity=opp, quote=None, reason=f"{u.reason}; {rep.reason}",
+                venue=rep.venue, side=rep.side)))
+        return out
+
+    def on_repair_failed(self, pair_id: str, venue: str) -> None:
+        """A repair order of ``pair_id`` on ``venue`` filled nothing: a completion
+        there is not tried again (an unwind is, since it is the way out)."""
+        rep = self._repairs.get(pair_id)
+        if rep is not None and rep.how == COMPLETE and rep.venue == venue:
+            self._completion_refused.add(pair_id)
+
+    @staticmethod
+    def _naked(u: Unwind, pair: Pair) -> Naked:
+        entry = pair.upbit_entry_price if u.venue == UPBIT else pair.binance_entry_price
+        return Naked(pair_id=u.pair_id, symbol=u.symbol, direction=pair.direction, held_venue=u.venue,
+                     side=u.side, qty=u.qty, entry_price=entry)
 
     def on_signal_dropped(self, pair_id: str) -> None:
         """The planner made nothing of a signal: its pair may be acted on again at once."""

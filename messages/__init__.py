@@ -6,6 +6,7 @@ from messages.control import (
     Ack,
     ActorInfo,
     Balances,
+    CoinExposure,
     Command,
     EventNote,
     FailClosed,
@@ -29,14 +30,15 @@ from messages.trading import (
     OrderEvent,
     OrderIntent,
     OrderLeg,
+    VenueHealth,
 )
 
 __all__ = [
     "REGISTRY", "Message", "new_id", "register",
     "DecodeError", "Envelope", "decode", "encode", "warm",
-    "Ack", "ActorInfo", "Balances", "SupervisorReport", "Command", "EventNote", "FailClosed", "Heartbeat", "MetricsSample",
+    "Ack", "ActorInfo", "Balances", "CoinExposure", "SupervisorReport", "Command", "EventNote", "FailClosed", "Heartbeat", "MetricsSample",
     "OrderStats", "PositionState", "RebalanceRequest", "Reply", "RestartRequest",
     "TradingState", "BookTop", "Level",
     "BUY_UPBIT", "SELL_UPBIT", "DirectionQuote", "GuardDecision", "Opportunity",
-    "OrderEvent", "OrderIntent", "OrderLeg",
+    "OrderEvent", "OrderIntent", "OrderLeg", "VenueHealth",
 ]

@@ -71,6 +71,23 @@ class RebalanceRequest(Message):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoinExposure:
+    """What the open pairs hold of one coin, per venue (signed, + long).
+
+    ``naked_qty`` is the sum over both venues: zero for balanced hedges, the
+    unhedged quantity when a leg filled and its partner did not.
+    ``naked_age_s`` counts from when it last became non-zero (0 when flat).
+    """
+
+    symbol: str
+    upbit_qty: float
+    binance_qty: float
+    naked_qty: float
+    naked_krw: float
+    naked_age_s: float
+
+
 @register("position")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PositionState(Message):
@@ -81,6 +98,7 @@ class PositionState(Message):
     realized_pnl_krw: float
     daily_pnl_krw: float
     gauges: dict[str, float] = field(default_factory=dict)
+    coins: tuple[CoinExposure, ...] = ()  # every coin the open pairs hold
 
 
 @register("orderstats")

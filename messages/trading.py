@@ -6,7 +6,7 @@ Upbit, USDT on Binance), notionals and PnL in KRW unless a name says otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from messages.base import Message, register
 
@@ -80,6 +80,7 @@ class GuardDecision(Message):
     reason: str
     session_stop: bool = False
     scale: float = 1.0
+    reduce_only: bool = False  # passed as a reducing order while trading is halted or fail-closed
 
 
 @register("order")
@@ -106,3 +107,27 @@ class OrderEvent(Message):
 
     def topic(self) -> str:
         return f"order.{self.venue}"
+
+
+@register("venue_health")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueHealth(Message):
+    """One venue as the executor sees it: its breaker, private stream and rate budget.
+
+    ``breaker`` is ``closed`` (orders flow), ``open`` (no opens need it until
+    the next probe, in ``retry_in_s``) or ``half_open`` (one probe may go).
+    ``budget`` is the fraction of each rate bucket left (1.0 = full).
+    """
+
+    venue: str
+    breaker: str
+    reason: str = ""
+    retry_in_s: float = 0.0
+    trips: int = 0
+    refused_opens: int = 0
+    stream_up: bool = False
+    stream_age_s: float = -1.0  # since the private stream's last message; -1 when never
+    budget: dict[str, float] = field(default_factory=dict)
+
+    def topic(self) -> str:
+        return f"venue.{self.venue}"

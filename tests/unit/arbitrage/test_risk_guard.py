@@ -259,3 +259,76 @@ def test_a_refused_decision_carries_the_intent_and_zero_scale() -> None:
 def test_an_unknown_mode_is_a_construction_error() -> None:
     with pytest.raises(ValueError, match="mode"):
         RiskGuard("yolo", LiveTradingConfig(), TradingStateMachine(), FakeClock())
+
+
+# -- reducing: repairs pass while halted or fail-closed -------------------------------------
+
+def unwind(venue: str = "upbit", side: str = "sell", qty: float = 0.0004) -> OrderIntent:
+    price = 140_000_000.0 if venue == "upbit" else 100_000.0
+    return OrderIntent(pair_id="p1", action="unwind", symbol="BTC", direction="buy_upbit",
+                       legs=(OrderLeg(venue=venue, side=side, qty=qty, price=price, client_order_id="w1"),),
+                       notional_krw=qty * 140_000_000.0, expires_ns=NOW_NS + 1_000_000_000)
+
+
+def reducing_guard(holdings: tuple[float, float] | None, halt: bool = True,
+                   mode: str = "live_trading") -> RiskGuard:
+    sm = armed_state(mode)
+    if halt:
+        sm.halt("operator")
+    else:
+        sm.raise_fail_closed("feed.binance", "stale")
+    g = guard(mode, state=sm)
+    g.holdings = lambda symbol: holdings
+    return g
+
+
+def test_a_halted_guard_lets_an_unwind_that_shrinks_a_naked_leg_pass_as_reducing() -> None:
+    d = decide(reducing_guard((0.0004, 0.0)), unwind("upbit", "sell"))
+    assert d.allowed and d.reduce_only and d.reason.startswith("reducing")
+    assert d.scale == 1.0  # the naked quantity, never shrunk again by dry_run_scale
+
+
+def test_a_fail_closed_guard_lets_the_same_unwind_pass() -> None:
+    d = decide(reducing_guard((0.0004, 0.0), halt=False), unwind("upbit", "sell"))
+    assert d.allowed and d.reduce_only
+
+
+def test_a_reducing_guard_refuses_an_open_and_a_close() -> None:
+    g = reducing_guard((0.0004, 0.0))
+    assert not decide(g).allowed
+    close = OrderIntent(pair_id="p1", action="close", symbol="BTC", direction="sell_upbit",
+                        legs=intent().legs, notional_krw=1.0, expires_ns=NOW_NS + 1_000_000_000)
+    assert not decide(g, close).allowed
+
+
+def test_a_reducing_guard_refuses_an_unwind_that_would_grow_or_flip_a_holding() -> None:
+    g = reducing_guard((0.0004, 0.0))
+    assert not decide(g, unwind("upbit", "buy")).allowed  # grows the long
+    assert not decide(g, unwind("upbit", "sell", qty=0.001)).allowed  # flips it short
+    d = decide(g, unwind("binance", "sell"))  # a completion opens on the other venue
+    assert not d.allowed and "would not shrink" in d.reason
+
+
+def test_a_reducing_guard_refuses_when_holdings_are_unknown() -> None:
+    d = decide(reducing_guard(None), unwind())
+    assert not d.allowed and "holdings unknown" in d.reason
+
+
+def test_a_disarmed_guard_refuses_even_a_reducing_unwind() -> None:
+    g = guard("live_trading", state=TradingStateMachine())
+    g.holdings = lambda symbol: (0.0004, 0.0)
+    assert not decide(g, unwind()).allowed
+
+
+def test_an_open_on_a_venue_with_an_open_breaker_is_refused_but_an_unwind_is_not() -> None:
+    g = guard("live_trading")
+    g.breakers = lambda: {"binance": "funds: insufficient balance"}
+    d = decide(g)
+    assert not d.allowed and d.reason.startswith("breaker: binance")
+    assert decide(g, unwind("upbit", "sell")).allowed
+
+
+def test_closes_and_unwinds_are_not_scaled_by_dry_run_scale() -> None:
+    g = guard("live_trading", dry_run_scale=0.5)
+    assert decide(g).scale == 0.5
+    assert decide(g, unwind("upbit", "sell")).scale == 1.0

@@ -250,8 +250,7 @@ def test_the_planner_reserving_an_intent_takes_over_from_the_pending_signal() ->
     assert strategy.pending() == {}
 
 
-def test_a_one_legged_pair_is_unwound_before_anything_else() -> None:
-    clock, portfolio, strategy = setup(max_open_pairs_per_symbol=3, cooldown_s=0.0)
+def one_legged(strategy: PairStrategy, portfolio: Portfolio, clock: Clock) -> None:
     (sig,) = strategy.on_opportunity(rich(clock))
     portfolio.apply(OrderEvent(ts_ns=int(T0 * 1e9), intent_id="i", pair_id=sig.pair_id, action="open",
                                client_order_id="i-0", venue="upbit", symbol="BTC", side="sell",
@@ -262,9 +261,37 @@ def test_a_one_legged_pair_is_unwound_before_anything_else() -> None:
                                status="rejected", qty=0.01, price=100_000))
     clock.t += 1
 
+
+def test_a_one_legged_pair_is_completed_first_while_the_edge_still_holds() -> None:
+    clock, portfolio, strategy = setup(max_open_pairs_per_symbol=3, cooldown_s=0.0)
+    one_legged(strategy, portfolio, clock)
+
+    signals = strategy.on_opportunity(rich(clock))
+
+    assert [(s.action, s.venue, s.side, s.qty) for s in signals] == [("unwind", "binance", "buy", 0.01)]
+    assert "complete the missing leg on binance" in signals[0].reason
+
+
+def test_a_one_legged_pair_is_unwound_while_trading_is_reducing() -> None:
+    clock, portfolio, strategy = setup(max_open_pairs_per_symbol=3, cooldown_s=0.0)
+    strategy.repair_context = lambda: (False, frozenset())
+    one_legged(strategy, portfolio, clock)
+
     signals = strategy.on_opportunity(rich(clock))
 
     assert [(s.action, s.venue, s.side, s.qty) for s in signals] == [("unwind", "upbit", "buy", 0.01)]
+
+
+def test_a_refused_completion_is_followed_by_an_unwind() -> None:
+    clock, portfolio, strategy = setup(max_open_pairs_per_symbol=3, cooldown_s=0.0)
+    one_legged(strategy, portfolio, clock)
+    (first,) = strategy.on_opportunity(rich(clock))
+    strategy.on_repair_failed(first.pair_id, "binance")
+    strategy.on_signal_dropped(first.pair_id)
+
+    (second,) = strategy.on_opportunity(rich(clock))
+
+    assert (second.venue, second.side) == ("upbit", "buy")
 
 
 def test_config_rejects_a_zero_pair_limit() -> None:
