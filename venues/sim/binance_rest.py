@@ -1,7 +1,35 @@
 """Binance spot REST (``/api/v3``): market data, account and orders, HMAC-signed.
 
-Errors are HTTP 400/401 with ``{"code", "msg"}``; 429 carries ``Retry-After``;
-every reply carries ``X-MBX-USED-WEIGHT-1M``.
+Errors are HTTP 400/401 with ``{"code", "msg"}``.
+
+Rate limits (binance-spot-api-docs rest-api.md "LIMITS" [S3], errors.md [S4], the
+spot FAQ "Spot Unfilled Order Count Rules" and D.5 of
+/work/shared/reference/exchange_protocols.md); exchangeInfo's ``rateLimits`` lists
+exactly the numbers enforced (SimConfig keys in brackets):
+
+- REQUEST_WEIGHT, per IP, 6000 per sliding minute [binance_weight_per_min]: each
+  request adds its endpoint's weight (``request_weight``). Past it: 429
+  ``{"code": -1003, "msg": "Too much request weight used; ..."}`` with
+  ``Retry-After`` (whole seconds until the request would fit). The refused request
+  adds no weight (UNCONFIRMED for the real venue; it keeps Retry-After exact).
+- RAW_REQUESTS, per IP, 61000 per 5 minutes [binance_raw_requests_per_5min]: every
+  request counts 1; past it: the same -1003 429 (other message) with Retry-After.
+- ORDERS, per account, 100 per 10 s and 200000 per day [binance_orders_per_10s,
+  binance_orders_per_day], the "unfilled order count": only *successful* new orders
+  (POST /api/v3/order) count - "Every successful request to place an order adds to
+  the unfilled order count" (FAQ); rejected ones and test orders do not - and an
+  order leaves the count once it trades ("orders which are partially or fully filled
+  do not count against the rate limit"). Past it: 429 ``{"code": -1015, "msg": "Too
+  many new orders; current limit is 100 orders per TEN_SECONDS."}`` (``per DAY`` for
+  the daily one) *without* Retry-After ("When the order count exceeds the limit, you
+  will receive a 429 error without the Retry-After header", rest-api.md). Checked
+  after authentication, since it is the account's count.
+
+Headers: ``X-MBX-USED-WEIGHT-1M`` (weight used in the last minute, this request
+included) on every reply; ``X-MBX-ORDER-COUNT-10S`` / ``X-MBX-ORDER-COUNT-1D`` on
+new-order replies that succeeded or were refused by -1015 (rest-api.md: successful
+ones always; "rejected/unsuccessful orders are not guaranteed to have" them).
+Not modelled: the 418 ban after repeated 429s.
 """
 
 from __future__ import annotations
@@ -10,6 +38,7 @@ import math
 import random
 import string
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,14 +50,41 @@ from venues.sim.auth import binance_verify
 from venues.sim.binance_orders import BinanceError, missing, order_terms
 from venues.sim.core import SimCore
 from venues.sim.engine import OrderRejected, SimOrder
-from venues.sim.faults import WeightWindow
+from venues.sim.faults import LimitWindow, UnfilledOrderWindow
 from venues.sim.rest_common import dumps, json_response, venue_middleware
 
-_WEIGHTS = {"exchangeInfo": 20, "account": 20, "openOrders": 6, "order": 4, "time": 1, "ping": 1,
-            "ticker/bookTicker": 2, "ticker/24hr": 2, "ticker/price": 2, "order/test": 1}
+# Request weights of the spot REST API (developers.binance.com spot rest-api "Request
+# Weight" lines). Keys: (method or "*", path below /api/v3/); see request_weight for
+# the ones that depend on parameters.
+_WEIGHTS: dict[tuple[str, str], int] = {
+    ("*", "ping"): 1, ("*", "time"): 1, ("*", "exchangeInfo"): 20, ("*", "account"): 20,
+    ("POST", "order"): 1, ("GET", "order"): 4, ("DELETE", "order"): 1, ("*", "order/test"): 1,
+    ("DELETE", "openOrders"): 1,
+    ("*", "userDataStream"): 2,  # POST / PUT / DELETE (served by another module)
+}
+# (weight with symbol=, weight for every symbol)
+_PER_SYMBOL_WEIGHTS: dict[tuple[str, str], tuple[int, int]] = {
+    ("*", "ticker/bookTicker"): (2, 4), ("*", "ticker/price"): (2, 4), ("*", "ticker/24hr"): (2, 80),
+    ("GET", "openOrders"): (6, 80),
+}
 MAX_RECV_WINDOW = 60_000
-WEIGHT = web.RequestKey("weight", int)
 ORDER_COUNTS = web.RequestKey("order_counts", tuple)
+_INTERVAL_WORDS = {"orders_10s": "TEN_SECONDS", "orders_1d": "DAY"}
+
+
+def request_weight(method: str, path: str, query: Mapping[str, str]) -> int:
+    """The REQUEST_WEIGHT of one request, from its method, path and query string."""
+    name = path.removeprefix("/api/v3/")
+    if name == "depth":
+        try:
+            limit = int(query.get("limit", "100"))
+        except ValueError:
+            limit = 100
+        return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+    per_symbol = _PER_SYMBOL_WEIGHTS.get((method, name)) or _PER_SYMBOL_WEIGHTS.get(("*", name))
+    if per_symbol is not None:
+        return per_symbol[0] if query.get("symbol") else per_symbol[1]
+    return _WEIGHTS.get((method, name), _WEIGHTS.get(("*", name), 1))
 
 
 class BinanceRest:
@@ -37,9 +93,13 @@ class BinanceRest:
         self.engine = core.engines[BINANCE]
         self.api_key = core.keys["binance"]["apiKey"]
         self.secret = core.keys["binance"]["secret"]
-        self.weights = WeightWindow()
-        self.orders_10s = WeightWindow(10.0)
-        self.orders_1d = WeightWindow(86_400.0)
+        limits = core.limits[BINANCE]
+        weight, raw = limits["weight_1m"], limits["raw_5m"]
+        orders_10s, orders_1d = limits["orders_10s"], limits["orders_1d"]
+        assert isinstance(weight, LimitWindow) and isinstance(raw, LimitWindow)
+        assert isinstance(orders_10s, UnfilledOrderWindow) and isinstance(orders_1d, UnfilledOrderWindow)
+        self.weights, self.raw_requests = weight, raw
+        self.order_windows = {"orders_10s": orders_10s, "orders_1d": orders_1d}
         self._next_order_id = 10_000_001
         self._rng = random.Random(core.config.seed * 104729 + 3)
         self.symbols = {core.books[BINANCE][c].market_id: c for c in core.coins}
@@ -59,14 +119,32 @@ class BinanceRest:
 
     def middleware(self) -> Any:
         return venue_middleware(self.core, BINANCE, too_many=self._too_many, server_error=self._server_error,
-                                decorate=self._decorate)
+                                decorate=self._decorate, gate=self._gate)
 
     def _too_many(self, retry_after: float) -> web.Response:
+        """The flat test cap's (and an injected fault's) 429."""
         limit = self.core.config.rest_rate_limit_per_s
-        body = {"code": -1003, "msg": f"Too many requests; current limit is {limit:g} requests per SECOND. "
-                                      "Please use WebSocket Streams for live updates to avoid polling the API."}
+        return self._ip_limited(f"Too many requests; current limit is {limit:g} requests per SECOND.", retry_after)
+
+    @staticmethod
+    def _ip_limited(msg: str, retry_after: float) -> web.Response:
+        body = {"code": -1003,
+                "msg": msg + " Please use WebSocket Streams for live updates to avoid polling the API."}
         return web.Response(status=429, text=dumps(body), content_type="application/json",
                             headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+    def _gate(self, request: web.Request, now: float) -> web.Response | None:
+        """The IP limits, before the handler: raw requests, then request weight."""
+        if not self.raw_requests.admit(now):
+            return self._ip_limited(
+                f"Too many requests; current limit is {self.raw_requests.limit:g} requests per 5 MINUTE.",
+                self.raw_requests.retry_after(now))
+        weight = request_weight(request.method, request.path, request.query)
+        if not self.weights.admit(now, weight):
+            return self._ip_limited(
+                f"Too much request weight used; current limit is {self.weights.limit:g} request weight per "
+                "1 MINUTE.", self.weights.retry_after(now, weight))
+        return None
 
     @staticmethod
     def _server_error(status: int) -> web.Response:
@@ -77,8 +155,7 @@ class BinanceRest:
                             content_type="text/html")
 
     def _decorate(self, request: web.Request, response: web.StreamResponse, now: float) -> None:
-        weight = int(request.get(WEIGHT, _WEIGHTS.get(request.path.removeprefix("/api/v3/"), 1)))
-        response.headers["X-MBX-USED-WEIGHT-1M"] = str(self.weights.add(now, weight))
+        response.headers["X-MBX-USED-WEIGHT-1M"] = str(self.weights.used(now))
         counts = request.get(ORDER_COUNTS)
         if counts:
             response.headers["X-MBX-ORDER-COUNT-10S"] = str(counts[0])
@@ -159,15 +236,21 @@ class BinanceRest:
             model = self.core.model
             return json_response({
                 "timezone": "UTC", "serverTime": int(time.time() * 1000),
-                "rateLimits": [
-                    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-                    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-                    {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}],
+                "rateLimits": self.rate_limits(),
                 "exchangeFilters": [],
                 "symbols": [fmt.symbol_info(self.symbols[s], model.config.usd_price(self.symbols[s])) for s in wanted],
             })
         return await self._run(request, run, signed=False)
+
+    def rate_limits(self) -> list[dict[str, Any]]:
+        """exchangeInfo's ``rateLimits``: the limits this sim enforces (0 = off: not listed)."""
+        cfg = self.core.config
+        out = [("REQUEST_WEIGHT", "MINUTE", 1, cfg.binance_weight_per_min),
+               ("ORDERS", "SECOND", 10, cfg.binance_orders_per_10s),
+               ("ORDERS", "DAY", 1, cfg.binance_orders_per_day),
+               ("RAW_REQUESTS", "MINUTE", 5, cfg.binance_raw_requests_per_5min)]
+        return [{"rateLimitType": kind, "interval": interval, "intervalNum": num, "limit": int(limit)}
+                for kind, interval, num, limit in out if limit > 0]
 
     async def depth(self, request: web.Request) -> web.Response:
         def run(req: web.Request, params: dict[str, str]) -> web.Response:
@@ -177,7 +260,6 @@ class BinanceRest:
             except ValueError:
                 raise missing("limit") from None
             limit = max(1, min(5000, limit))
-            req[WEIGHT] = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
             return json_response(fmt.depth_snapshot(self.core.books[BINANCE][str(coin)], limit))
         return await self._run(request, run, signed=False)
 
@@ -236,11 +318,17 @@ class BinanceRest:
         return await self._run(request, run, signed=True)
 
     async def new_order(self, request: web.Request) -> web.Response:
-        response = await self._run(request, lambda _r, p: self._create(p, test=False), signed=True)
-        if response.status == 200:  # counted on successful orders only, as Binance does
+        def run(req: web.Request, params: dict[str, str]) -> web.Response:
+            # Check, submit and count in one synchronous step, so that concurrent
+            # requests cannot all pass the check before any of them is counted.
             now = self.core.mono()
-            request[ORDER_COUNTS] = (self.orders_10s.add(now, 1), self.orders_1d.add(now, 1))
-        return response
+            for name, window in self.order_windows.items():
+                if window.full(now):
+                    req[ORDER_COUNTS] = tuple(w.used(now) for w in self.order_windows.values())
+                    raise BinanceError(-1015, f"Too many new orders; current limit is {window.limit:g} orders "
+                                              f"per {_INTERVAL_WORDS[name]}.", 429)
+            return self._create(params, test=False, counted=req)
+        return await self._run(request, run, signed=True)
 
     async def test_order(self, request: web.Request) -> web.Response:
         return await self._run(request, lambda _r, p: self._create(p, test=True), signed=True)
@@ -248,7 +336,9 @@ class BinanceRest:
     def _gen_cid(self, prefix: str = "") -> str:
         return prefix + "".join(self._rng.choice(string.ascii_letters + string.digits) for _ in range(22))
 
-    def _create(self, params: dict[str, str], test: bool) -> web.Response:
+    def _create(self, params: dict[str, str], test: bool, counted: web.Request | None = None) -> web.Response:
+        """Validate and place (or, ``test``, only validate) a new order. A placed order
+        is counted in the ORDERS windows, its counts stored on ``counted``."""
         coin = self._coin(params)
         assert coin is not None
         cid = params.get("newClientOrderId") or self._gen_cid()
@@ -276,6 +366,9 @@ class BinanceRest:
             if exc.reason == "would_take":
                 raise BinanceError(-2010, "Order would immediately match and take.") from None
             raise BinanceError(-2010, "Account has insufficient balance for requested action.") from None
+        if counted is not None:
+            now = self.core.mono()
+            counted[ORDER_COUNTS] = tuple(w.add(now, order) for w in self.order_windows.values())
         if order.fills:
             self.core.notify_book(BINANCE, coin)
         return json_response(fmt.order_new(order, order.meta["resp_type"]))
@@ -307,7 +400,6 @@ class BinanceRest:
     async def open_orders(self, request: web.Request) -> web.Response:
         def run(req: web.Request, params: dict[str, str]) -> web.Response:
             coin = self._coin(params, required=False)
-            req[WEIGHT] = 6 if coin else 80
             orders = [o for o in self.engine.open_orders.values() if coin is None or o.coin == coin]
             return json_response([fmt.order_query(o) for o in orders])
         return await self._run(request, run, signed=True)

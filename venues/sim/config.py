@@ -4,6 +4,16 @@ Defaults are chosen so that, at 10 updates/s, the kimchi premium leaves its
 moving baseline by more than 0.5 % (both venues' round-trip taker fees are
 about 0.3 %) several times a minute: an Ornstein-Uhlenbeck premium around a
 regime-switching baseline (std ~0.35 %, half-life ~1.4 s) plus jumps.
+
+REST rate limits default to the venues' published ones (exchange_protocols.md D.5):
+Upbit per group and per second, order 8 (POST /v1/orders; POST /v1/orders/test is
+its own ``order-test`` group, also 8), every other exchange call 30, each quotation
+group 10 (https://docs.upbit.com/kr/docs/rate-limits, .../kr/reference/order-test);
+Binance REQUEST_WEIGHT 6000 per minute, RAW_REQUESTS 61000 per 5 minutes, ORDERS 100
+per 10 s and 200000 per day (binance-spot-api-docs rest-api.md "LIMITS"; ccxt's
+sample exchangeInfo). ``venue_rate_limits=False`` still counts and reports them
+(headers, ``/_sim/limits``) but refuses nothing; a limit set to 0 is off.
+``rest_rate_limit_per_s`` is an extra flat per-venue cap on top (0 = off).
 """
 
 from __future__ import annotations
@@ -83,7 +93,15 @@ class SimConfig:
     jump_prob: float = 0.05  # per second
     jump_pct: float = 0.8  # jump size (sign random, size x U(0.75, 1.25))
     trade_prob: float = 0.3  # synthetic public trade per update per symbol
-    rest_rate_limit_per_s: float = 50.0  # per venue, past it: 429; 0 = no limit
+    rest_rate_limit_per_s: float = 0.0  # extra flat cap per venue, past it: 429; 0 = off
+    venue_rate_limits: bool = True  # enforce the venues' own published limits below
+    upbit_order_limit_per_s: float = 8.0  # groups order and order-test
+    upbit_exchange_limit_per_s: float = 30.0  # group default: every other private call
+    upbit_quotation_limit_per_s: float = 10.0  # each of market, ticker, orderbook, candles, trades
+    binance_weight_per_min: int = 6000  # REQUEST_WEIGHT, per IP
+    binance_raw_requests_per_5min: int = 61000  # RAW_REQUESTS, per IP
+    binance_orders_per_10s: int = 100  # ORDERS (unfilled), per account
+    binance_orders_per_day: int = 200_000
     upbit_levels: int = 15
     binance_levels: int = 20
     upbit_balances: tuple[tuple[str, float], ...] = DEFAULT_UPBIT_BALANCES
@@ -117,6 +135,15 @@ class SimConfig:
                      "binance_ws_msg_limit_per_s"):
             if getattr(self, name) < 0:
                 errors.append(f"{name}: must be >= 0")
+        for name in ("upbit_order_limit_per_s", "upbit_exchange_limit_per_s", "upbit_quotation_limit_per_s",
+                     "binance_weight_per_min", "binance_raw_requests_per_5min", "binance_orders_per_10s",
+                     "binance_orders_per_day"):
+            value = getattr(self, name)
+            # bool is an int: "true" in YAML must not become a limit of 1
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e9:
+                errors.append(f"{name}: must be a number >= 0 (0 = off)")
+        if not isinstance(self.venue_rate_limits, bool):
+            errors.append("venue_rate_limits: must be true or false")
         for name in ("regime_to_trending_prob", "regime_to_ranging_prob", "jump_prob", "trade_prob"):
             if not 0 <= getattr(self, name) <= 1_000:
                 errors.append(f"{name}: must be >= 0")

@@ -1,7 +1,9 @@
 """The simulator's state, shared by both venues' REST and WS front ends.
 
 One ``SimCore`` owns the market model, every book, both accounts and order
-engines, the order records and the fault board. It is driven from one asyncio
+engines, the order records, the fault board and the REST limit windows
+(``limits``: per venue and limit name, see ``upbit_rest.py`` / ``binance_rest.py``
+for what each counts). It is driven from one asyncio
 loop, so a handler that does not ``await`` in the middle sees and changes it
 atomically. ``step(dt)`` advances the model and refreshes every book, then
 tells the registered listeners (the WS hubs) what changed.
@@ -17,7 +19,7 @@ from arbitrage.venue_rules import BINANCE, BINANCE_TAKER_FEE, UPBIT, UPBIT_TAKER
 from venues.sim.books import Book
 from venues.sim.config import TEST_KEYS, SimConfig
 from venues.sim.engine import Account, SimOrder, VenueEngine
-from venues.sim.faults import FaultBoard, RateWindow
+from venues.sim.faults import FaultBoard, LimitBoard, LimitWindow, UnfilledOrderWindow
 from venues.sim.market import MarketModel
 from venues.sim.tape import PublicTrade, Tape
 
@@ -53,7 +55,10 @@ class SimCore:
                                  self.accounts[BINANCE], self.tapes[BINANCE], self.records.append),
         }
         self.faults = FaultBoard()
-        self.rest_windows = {v: RateWindow(config.rest_rate_limit_per_s) for v in (UPBIT, BINANCE)}
+        # The flat test cap (rest_rate_limit_per_s) is not a venue's limit, but its 429s
+        # are counted too, as "rest_flat", when it is on.
+        self.rest_windows = {v: LimitWindow(config.rest_rate_limit_per_s, 1.0) for v in (UPBIT, BINANCE)}
+        self.limits = self._limit_board(config)
         self.listeners: dict[str, list[BookListener]] = {UPBIT: [], BINANCE: []}
         self.steps = 0
         self.refresh(trades=False)
@@ -61,6 +66,27 @@ class SimCore:
             for coin, book in books.items():
                 mid = book.mid
                 self.tapes[venue].seed_price(coin, mid)
+
+    def _limit_board(self, config: SimConfig) -> LimitBoard:
+        on = config.venue_rate_limits
+        order, default, quote = (config.upbit_order_limit_per_s, config.upbit_exchange_limit_per_s,
+                                 config.upbit_quotation_limit_per_s)
+        upbit: dict[str, LimitWindow | UnfilledOrderWindow] = {
+            "order": LimitWindow(order, 1.0, enforce=on),
+            "order-test": LimitWindow(order, 1.0, enforce=on),
+            "default": LimitWindow(default, 1.0, enforce=on),
+            **{g: LimitWindow(quote, 1.0, enforce=on) for g in ("market", "ticker", "orderbook", "candles", "trades")},
+        }
+        binance: dict[str, LimitWindow | UnfilledOrderWindow] = {
+            "weight_1m": LimitWindow(config.binance_weight_per_min, 60.0, enforce=on),
+            "raw_5m": LimitWindow(config.binance_raw_requests_per_5min, 300.0, enforce=on),
+            "orders_10s": UnfilledOrderWindow(config.binance_orders_per_10s, 10.0, enforce=on),
+            "orders_1d": UnfilledOrderWindow(config.binance_orders_per_day, 86_400.0, enforce=on),
+        }
+        if config.rest_rate_limit_per_s > 0:
+            upbit["rest_flat"] = self.rest_windows[UPBIT]
+            binance["rest_flat"] = self.rest_windows[BINANCE]
+        return LimitBoard({UPBIT: upbit, BINANCE: binance})
 
     def _usd_unit(self, coin: str) -> float:
         return 1.0 if coin == "USDT" else self.model.binance_mid(coin)

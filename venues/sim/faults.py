@@ -1,4 +1,4 @@
-"""Injected faults (``POST /_sim/fault``) and the REST rate windows.
+"""Injected faults (``POST /_sim/fault``), the REST rate windows and the venues' limits.
 
 Fault body: ``{"venue": "upbit"|"binance", "kind": K, "seconds": S, ...}``
 
@@ -17,13 +17,19 @@ delay               REST responses are held ``"delay_s"`` seconds (the request
                     is processed first, so an order may exist without a reply)
 insufficient_funds  new orders are rejected for insufficient funds
 =================== =============================================================
+
+An injected ``http_error`` 429 is not a violation: ``LimitBoard`` counts only the
+429s the simulator answers because a limit window (``LimitWindow``,
+``UnfilledOrderWindow``) was full. Which windows exist and what they count is the
+venue front ends' business (``upbit_rest.py``, ``binance_rest.py``).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 VENUES = ("upbit", "binance")
 KINDS = ("pause", "drop", "malformed", "http_error", "delay", "insufficient_funds")
@@ -171,3 +177,143 @@ class WeightWindow:
         self._items.append((now, weight))
         self.total += weight
         return self.total
+
+
+def _num_view(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+class LimitWindow:
+    """One published limit: at most ``limit`` units (requests, or request weight) admitted
+    in any sliding ``span_s`` seconds. A request that would cross it is refused, is not
+    counted in the window (so the window frees on schedule and ``retry_after`` is exact)
+    and is counted as a violation. ``limit`` 0 means this limit is off; ``enforce=False``
+    counts and reports (headers, ``max_in_window``) but never refuses.
+    """
+
+    def __init__(self, limit: float, span_s: float, *, enforce: bool = True) -> None:
+        self.limit = limit
+        self.span = span_s
+        self.enforce = enforce and limit > 0
+        self._items: deque[tuple[float, int]] = deque()
+        self._total = 0
+        self.violations = 0
+        self.max_in_window = 0
+
+    def _trim(self, now: float) -> None:
+        while self._items and self._items[0][0] <= now - self.span:
+            self._total -= self._items.popleft()[1]
+
+    def used(self, now: float) -> int:
+        self._trim(now)
+        return self._total
+
+    def admit(self, now: float, amount: int = 1) -> bool:
+        """Count ``amount`` if it fits; otherwise count a violation and return False."""
+        self._trim(now)
+        if self.enforce and self._total + amount > self.limit:
+            self.violations += 1
+            return False
+        self._items.append((now, amount))
+        self._total += amount
+        self.max_in_window = max(self.max_in_window, self._total)
+        return True
+
+    def remaining(self, now: float) -> int:
+        """Units left in the window now; 1000 when the limit is off (nothing to report)."""
+        if self.limit <= 0:
+            return 1_000
+        return max(0, int(self.limit) - self.used(now))
+
+    def retry_after(self, now: float, amount: int = 1) -> float:
+        """Seconds until ``amount`` more would fit (0 if it fits now)."""
+        self._trim(now)
+        excess = self._total + amount - self.limit
+        if excess <= 0 or self.limit <= 0:
+            return 0.0
+        for ts, units in self._items:
+            excess -= units
+            if excess <= 0:
+                return max(0.0, ts + self.span - now)
+        return self.span  # larger than the whole limit: it never fits; say "a window"
+
+    def view(self) -> dict[str, Any]:
+        return {"limit": _num_view(self.limit), "window_s": _num_view(self.span),
+                "violations": self.violations, "max_in_window": self.max_in_window}
+
+    def reset_counters(self) -> None:
+        """Zero the statistics; what is in the window stays (it is the venue's state)."""
+        self.violations = 0
+        self.max_in_window = 0
+
+
+class Traded(Protocol):
+    @property
+    def fills(self) -> list[Any]: ...
+
+
+class UnfilledOrderWindow:
+    """Binance's ORDERS limit, the "unfilled order count": successful new orders placed
+    in the last ``span_s`` seconds that have not traded. An order leaves the count at its
+    first (partial) fill, whenever that happens, because "orders which are partially or
+    fully filled do not count against the rate limit" (Binance spot FAQ "Spot Unfilled
+    Order Count Rules", developers.binance.com/docs/binance-spot-api-docs/faqs/
+    order_count_decrement). Cancelled orders still count. Same counters as LimitWindow.
+    """
+
+    def __init__(self, limit: float, span_s: float, *, enforce: bool = True) -> None:
+        self.limit = limit
+        self.span = span_s
+        self.enforce = enforce and limit > 0
+        self._items: deque[tuple[float, Traded]] = deque()
+        self.violations = 0
+        self.max_in_window = 0
+
+    def used(self, now: float) -> int:
+        while self._items and self._items[0][0] <= now - self.span:
+            self._items.popleft()
+        if any(order.fills for _, order in self._items):  # only the unfilled ones are kept
+            self._items = deque(item for item in self._items if not item[1].fills)
+        return len(self._items)
+
+    def full(self, now: float) -> bool:
+        """True (and a violation counted) if one more order would cross the limit."""
+        if self.enforce and self.used(now) + 1 > self.limit:
+            self.violations += 1
+            return True
+        return False
+
+    def add(self, now: float, order: Traded) -> int:
+        """Count a successful new order; returns the count including it, as the
+        ``X-MBX-ORDER-COUNT-*`` header of its reply shows (the decrement for an order
+        that filled at once shows from the next request on)."""
+        count = self.used(now) + 1
+        self._items.append((now, order))
+        self.max_in_window = max(self.max_in_window, count)
+        return count
+
+    def view(self) -> dict[str, Any]:
+        return {"limit": _num_view(self.limit), "window_s": _num_view(self.span),
+                "violations": self.violations, "max_in_window": self.max_in_window}
+
+    def reset_counters(self) -> None:
+        self.violations = 0
+        self.max_in_window = 0
+
+
+class LimitBoard:
+    """Every venue's limit windows by (venue, limit name), for ``GET /_sim/limits``."""
+
+    def __init__(self, windows: Mapping[str, Mapping[str, LimitWindow | UnfilledOrderWindow]]) -> None:
+        self.windows = {venue: dict(by_name) for venue, by_name in windows.items()}
+
+    def __getitem__(self, venue: str) -> dict[str, LimitWindow | UnfilledOrderWindow]:
+        return self.windows[venue]
+
+    def view(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {venue: {name: w.view() for name, w in by_name.items()} for venue, by_name in self.windows.items()}
+
+    def reset(self) -> None:
+        for by_name in self.windows.values():
+            for window in by_name.values():
+                window.reset_counters()

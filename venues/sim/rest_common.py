@@ -1,4 +1,12 @@
-"""What both venues' REST front ends share: fault injection, rate limiting, delays."""
+"""What both venues' REST front ends share: fault injection, rate limiting, delays.
+
+A REST request passes, in order: an injected ``http_error`` fault (answered as is,
+never counted as a violation) -> the flat test cap ``rest_rate_limit_per_s`` (off by
+default) -> the venue's own limits (``gate``: Upbit's per-group windows, Binance's
+request weight; Binance's per-account order count is checked in the order handler,
+after authentication) -> the handler -> an injected ``delay`` -> the venue's headers
+(``decorate``: ``Remaining-Req`` / ``X-MBX-USED-WEIGHT-1M``), 429s included.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,8 @@ from aiohttp import web
 from venues.sim.core import SimCore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Returns the venue's 429 when a limit refuses the request, None when it may pass.
+Gate = Callable[[web.Request, float], web.StreamResponse | None]
 WS_PREFIXES = ("/ws", "/stream", "/websocket")
 
 
@@ -42,8 +52,10 @@ def venue_middleware(
     too_many: Callable[[float], web.Response],
     server_error: Callable[[int], web.Response],
     decorate: Callable[[web.Request, web.StreamResponse, float], None],
+    gate: Gate | None = None,
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """REST requests pass: http_error fault -> rate window -> handler -> delay fault -> headers.
+    """REST requests pass: http_error fault -> flat cap -> venue gate -> handler -> delay
+    fault -> headers.
 
     WebSocket handshakes skip all of it (the WS hubs apply their own faults).
     """
@@ -56,10 +68,19 @@ def venue_middleware(
         fault = core.faults.active(venue, "http_error", now)
         if fault is not None:
             status = int(fault.params.get("status", 503))
-            return too_many(0.0) if status == 429 else server_error(status)
+            if status != 429:
+                return server_error(status)
+            injected = too_many(0.0)
+            decorate(request, injected, now)  # a venue's 429 carries its quota headers too
+            return injected
         window = core.rest_windows[venue]
-        if not window.hit(now):
-            response: web.StreamResponse = too_many(window.retry_after(now))
+        refused: web.StreamResponse | None = None
+        if not window.admit(now):
+            refused = too_many(window.retry_after(now))
+        elif gate is not None:
+            refused = gate(request, now)
+        if refused is not None:
+            response: web.StreamResponse = refused
         else:
             try:
                 response = await handler(request)

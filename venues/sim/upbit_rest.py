@@ -3,6 +3,34 @@
 Errors are ``{"error": {"name", "message"}}`` with the venue's status codes,
 except 429 (and injected 5xx), which answer plain text so that ccxt falls
 through to its HTTP-status mapping (RateLimitExceeded / ExchangeNotAvailable).
+
+Rate limits (https://docs.upbit.com/kr/docs/rate-limits, [U6, U7] and D.5 of
+/work/shared/reference/exchange_protocols.md): per group, per second, sliding 1 s
+windows; a refused request is not counted (older guide: "실패한 요청은 요청 횟수에
+포함되지 않습니다"). Groups:
+
+==========  ================================================  ====  ===========================
+group       requests                                          /s    SimConfig key
+==========  ================================================  ====  ===========================
+order       POST /v1/orders (and /v1/orders/cancel_and_new)   8     upbit_order_limit_per_s
+order-test  POST /v1/orders/test, its own group per its       8     upbit_order_limit_per_s
+            reference page (docs.upbit.com/kr/reference/
+            order-test)
+default     every other exchange (JWT) call: /v1/accounts,    30    upbit_exchange_limit_per_s
+            /v1/orders/chance, GET|DELETE /v1/order,
+            /v1/orders/open, /v1/orders/closed
+market      /v1/market/*                                      10    upbit_quotation_limit_per_s
+ticker      /v1/ticker*                                       10    upbit_quotation_limit_per_s
+orderbook   /v1/orderbook* (instruments too)                  10    upbit_quotation_limit_per_s
+candles     /v1/candles/*                                     10    upbit_quotation_limit_per_s
+trades      /v1/trades/*                                      10    upbit_quotation_limit_per_s
+==========  ================================================  ====  ===========================
+
+Every REST reply, 429s included, carries ``Remaining-Req: group=<group>; min=1800;
+sec=<n>``, ``n`` the requests left in that group's window after this one (0 on a
+429). ``min`` is deprecated and "returned as a fixed value" [U7]; the sim always
+sends 1800, the value of the docs' example. Not modelled: DELETE /v1/orders/open's
+1 per 2 s, the Origin-header 1 per 10 s, and the 418 ban after repeated 429s.
 """
 
 from __future__ import annotations
@@ -27,7 +55,25 @@ from venues.sim import upbit_format as fmt
 from venues.sim.auth import AuthError, decode_upbit_jwt, upbit_query_hash
 from venues.sim.core import SimCore
 from venues.sim.engine import OrderRejected, SimOrder
+from venues.sim.faults import LimitWindow
 from venues.sim.rest_common import json_response, venue_middleware
+
+QUOTATION_GROUPS = (("/v1/market/", "market"), ("/v1/ticker", "ticker"), ("/v1/orderbook", "orderbook"),
+                    ("/v1/candles", "candles"), ("/v1/trades", "trades"))
+MIN_REMAINING = 1800  # the deprecated, fixed "min" field of Remaining-Req
+
+
+def rate_group(method: str, path: str) -> str:
+    """The Upbit rate-limit group of a REST request (see the module docstring)."""
+    if method == "POST" and path in ("/v1/orders", "/v1/orders/cancel_and_new"):
+        return "order"
+    if method == "POST" and path == "/v1/orders/test":
+        return "order-test"
+    for prefix, group in QUOTATION_GROUPS:
+        if path.startswith(prefix):
+            return group
+    return "default"
+
 
 NAMES = {"BTC": ("비트코인", "Bitcoin"), "ETH": ("이더리움", "Ethereum"), "XRP": ("엑스알피(리플)", "XRP"),
          "SOL": ("솔라나", "Solana"), "USDT": ("테더", "Tether")}
@@ -84,7 +130,11 @@ class UpbitRest:
 
     def middleware(self) -> Any:
         return venue_middleware(self.core, UPBIT, too_many=self._too_many, server_error=self._server_error,
-                                decorate=self._decorate)
+                                decorate=self._decorate, gate=self._gate)
+
+    def _gate(self, request: web.Request, now: float) -> web.Response | None:
+        window = self.core.limits[UPBIT][rate_group(request.method, request.path)]
+        return None if window.admit(now) else self._too_many(0.0)
 
     @staticmethod
     def _too_many(_retry: float) -> web.Response:
@@ -95,9 +145,11 @@ class UpbitRest:
         return web.Response(status=status, text=f"{status} Server Error", content_type="text/plain")
 
     def _decorate(self, request: web.Request, response: web.StreamResponse, now: float) -> None:
-        group = "order" if request.path == "/v1/orders" and request.method == "POST" else "default"
-        left = self.core.rest_windows[UPBIT].remaining(now)
-        response.headers["Remaining-Req"] = f"group={group}; min=1800; sec={left}"
+        group = rate_group(request.method, request.path)
+        window = self.core.limits[UPBIT][group]
+        assert isinstance(window, LimitWindow)
+        left = 0 if response.status == 429 else window.remaining(now)
+        response.headers["Remaining-Req"] = f"group={group}; min={MIN_REMAINING}; sec={left}"
 
     # -- plumbing -------------------------------------------------------------------
 
