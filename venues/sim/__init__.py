@@ -42,7 +42,19 @@ Admin (loopback only): ``GET /_sim/orders`` (every order ever received, rejected
 too: ``venue, client_order_id, symbol, side, type, price, qty, status, filled, ts_ns``
 plus ``coin, tif, quote_qty, cost, fee, order_id, reason``), ``GET /_sim/balances``,
 ``GET|POST|DELETE /_sim/fault`` (kinds: pause, drop, malformed, http_error, delay,
-insufficient_funds), ``GET|POST /_sim/market`` (nudge premium / fx / USD prices).
+insufficient_funds), ``GET|POST /_sim/market`` (nudge premium / fx / USD prices),
+``GET /_sim/limits`` (each venue's REST limits: ``{venue: {name: {"limit", "window_s",
+"violations", "max_in_window"}}}``) and ``POST /_sim/limits/reset`` (zero the counters).
+
+REST rate limits are the venues' published ones (``SimConfig.venue_rate_limits``,
+numbers in ``upbit_*_limit_per_s`` / ``binance_*``): Upbit per group and second
+(order 8, order-test 8, default 30, each quotation group 10; every reply carries
+``Remaining-Req: group=<g>; min=1800; sec=<left>``, over the limit a plain-text 429);
+Binance request weight 6000/min and raw requests 61000/5 min (over: 429 -1003 with
+``Retry-After``), unfilled orders 100/10 s and 200000/day (over: 429 -1015, no
+``Retry-After``), ``X-MBX-USED-WEIGHT-1M`` on every reply and
+``X-MBX-ORDER-COUNT-10S`` / ``-1D`` on order replies. Details: ``upbit_rest.py``,
+``binance_rest.py``.
 """
 
 from __future__ import annotations

@@ -10,9 +10,22 @@ GET      /_sim/market     model state (premium, fx, USD prices, best bid/ask per
 POST     /_sim/market     ``{"premium_pct"?, "baseline_pct"?, "fx"?, "usd": {COIN: price}?,
                           "usd_move_pct"?}``: applied now, books rebuilt, crossed
                           resting orders filled before the reply
+GET      /_sim/limits     the venues' REST limits and how they were used (below)
+POST     /_sim/limits/reset  zero every ``violations`` and ``max_in_window``
 =======  ===============  ===========================================================
 
 Bad bodies get 400 with a one-line ``{"error": "..."}``.
+
+``GET /_sim/limits``: ``{venue: {limit name: {"limit", "window_s", "violations",
+"max_in_window"}}}``. ``limit`` is per ``window_s`` seconds (0 = off); ``violations``
+counts the 429s answered because that limit was full (an injected ``http_error``
+429 is not one); ``max_in_window`` is the most the window ever held once a request
+was admitted (requests, request weight, or unfilled orders). Names: Upbit's groups
+``order``, ``order-test``, ``default``, ``market``, ``ticker``, ``orderbook``,
+``candles``, ``trades``; Binance's ``weight_1m``, ``raw_5m``, ``orders_10s``,
+``orders_1d``; plus ``rest_flat`` on both while ``rest_rate_limit_per_s`` is on.
+``POST /_sim/limits/reset`` answers ``{"ok": true, "limits": <the zeroed view>}``;
+the windows' contents stay (a venue does not forget what it just counted).
 """
 
 from __future__ import annotations
@@ -55,6 +68,7 @@ class Admin:
             web.get("/_sim/fault", self.faults), web.post("/_sim/fault", self.set_fault),
             web.delete("/_sim/fault", self.clear_faults),
             web.get("/_sim/market", self.market), web.post("/_sim/market", self.nudge),
+            web.get("/_sim/limits", self.limits), web.post("/_sim/limits/reset", self.reset_limits),
         ]
 
     @web.middleware
@@ -96,6 +110,13 @@ class Admin:
 
     async def clear_faults(self, request: web.Request) -> web.Response:
         return json_response({"ok": True, "cleared": self.core.faults.clear()})
+
+    async def limits(self, request: web.Request) -> web.Response:
+        return json_response(self.core.limits.view())
+
+    async def reset_limits(self, request: web.Request) -> web.Response:
+        self.core.limits.reset()
+        return json_response({"ok": True, "limits": self.core.limits.view()})
 
     async def market(self, request: web.Request) -> web.Response:
         return json_response(self.core.market_view())
