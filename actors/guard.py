@@ -25,6 +25,7 @@ from messages import (
     PositionState,
     SupervisorReport,
     TradingState,
+    VenueHealth,
 )
 from supervisors.metricnames import Histogram, key
 from supervisors.runfiles import atomic_write_json
@@ -43,7 +44,7 @@ def _session_id() -> str:
 
 class GuardActor(RoleActor):
     role = "guard"
-    subscriptions = ("failclosed.", "actors", "position", "balances", "book.upbit.USDT")
+    subscriptions = ("failclosed.", "actors", "position", "balances", "book.upbit.USDT", "venue.")
     conflate = ("book.",)  # only the latest quote of each book matters here
     has_inbox = True
     tick_interval_s = 0.5
@@ -54,7 +55,10 @@ class GuardActor(RoleActor):
         self.session = _session_id()
         self.state = TradingStateMachine()
         self._restore()
-        self.risk = RiskGuard(self.mode, cfg.live_trading, self.state, time.time_ns)
+        self.holdings: dict[str, tuple[float, float]] | None = None  # None until the position reports
+        self.broken: dict[str, str] = {}  # venue -> why its breaker is open
+        self.risk = RiskGuard(self.mode, cfg.live_trading, self.state, time.time_ns,
+                              holdings=self._holdings, breakers=lambda: self.broken)
         self.live_guard = LiveSafetyGuard(cfg.live_trading)
         self.fx = 0.0
         self.daily_pnl_krw: float | None = None
@@ -126,7 +130,19 @@ class GuardActor(RoleActor):
 
     def _handle_position_state(self, msg: PositionState) -> None:
         self.daily_pnl_krw = msg.daily_pnl_krw
+        self.holdings = {c.symbol: (c.upbit_qty, c.binance_qty) for c in msg.coins}
         self._set_fail_closed("position", False, "")
+
+    def _holdings(self, symbol: str) -> tuple[float, float] | None:
+        if self.holdings is None:
+            return None
+        return self.holdings.get(symbol, (0.0, 0.0))
+
+    def _handle_venue_health(self, msg: VenueHealth) -> None:
+        if msg.breaker == "open":
+            self.broken[msg.venue] = msg.reason
+        else:  # closed, or half_open: the executor admits the one probe itself
+            self.broken.pop(msg.venue, None)
 
     def _handle_balances(self, msg: Balances) -> None:
         if msg.source == "unavailable" or not self.fx:

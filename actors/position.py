@@ -15,17 +15,28 @@ from arbitrage.planner import IntentPlanner, PlannerConfig, sizer_from_manager
 from arbitrage.position_adv import AdvancedPositionManager
 from arbitrage.rebalancer import RiskModeRebalancer
 from arbitrage.strategy import PairStrategy
-from messages import GuardDecision, Opportunity, OrderEvent, PositionState, RebalanceRequest
+from messages import (
+    CoinExposure,
+    GuardDecision,
+    Opportunity,
+    OrderEvent,
+    PositionState,
+    RebalanceRequest,
+    TradingState,
+    VenueHealth,
+)
 from storage.ledger import Ledger
 from supervisors.metricnames import key
 
+REPAIR_QUOTE_MAX_AGE_S = 30.0  # a repair priced off an older opportunity waits for a fresh one
+NAKED_EVENT_EVERY_S = 5.0  # while a leg stays naked, the event log hears of it this often
 VOL_WINDOW = 120
 VOL_SCALE_PCT = 1.0  # a premium std-dev of 1 percentage point reads as volatility 1.0
 
 
 class PositionActor(RoleActor):
     role = "position"
-    subscriptions = ("rebalance_req",)
+    subscriptions = ("rebalance_req", "state", "venue.")
     direct = {"engine": ("opp.",)}  # straight from the engine's stream
     conflate = ("opp.",)  # the latest opportunity per symbol is the only one worth acting on
     has_inbox = True
@@ -45,7 +56,13 @@ class PositionActor(RoleActor):
             self.portfolio.rebuild(history + ledger.pending_events())
         finally:
             ledger.close()
-        self.strategy = PairStrategy(replace(cfg.strategy, premium=cfg.engine), time.time, self.portfolio)
+        self.trading_active = False
+        self.broken: set[str] = set()
+        self.last_opp: dict[str, Opportunity] = {}
+        self.naked_since: dict[str, float] = {}
+        self._naked_logged: dict[str, float] = {}
+        self.strategy = PairStrategy(replace(cfg.strategy, premium=cfg.engine), time.time, self.portfolio,
+                                     repair_context=lambda: (self.trading_active, frozenset(self.broken)))
         self.size_multiplier = 1.0
         self.premiums: dict[str, deque[float]] = {}
         self.vol: dict[str, float] = {}
@@ -64,10 +81,32 @@ class PositionActor(RoleActor):
     # -- opportunities -> intents ------------------------------------------------
     def _handle_opportunity(self, opp: Opportunity) -> None:
         self.portfolio.mark_fx(opp.fx)
+        self.last_opp[opp.symbol] = opp
         self._observe_market(opp)
         if not self.enabled:
             return
-        signals = self.strategy.on_opportunity(opp)
+        self._send(self.strategy.on_opportunity(opp))
+
+    def _handle_trading_state(self, msg: TradingState) -> None:
+        self.trading_active = msg.state == "armed" and not msg.fail_closed
+
+    def _handle_venue_health(self, msg: VenueHealth) -> None:
+        if msg.breaker == "open":
+            self.broken.add(msg.venue)
+        else:
+            self.broken.discard(msg.venue)
+
+    def _repair_on_tick(self) -> None:
+        """Naked legs are repaired even when no fresh opportunity arrives (a feed
+        gone stale, a halted engine): priced off the symbol's last one."""
+        now = time.time()
+        for u in self.portfolio.needs_unwind():
+            opp = self.last_opp.get(u.symbol)
+            if opp is None or now - opp.ts_ns / 1e9 > REPAIR_QUOTE_MAX_AGE_S:
+                continue
+            self._send(self.strategy.repairs(opp))
+
+    def _send(self, signals: list) -> None:
         for sig in signals:
             intent, why = self.planner.plan_one(sig)
             if intent is None:
@@ -104,6 +143,9 @@ class PositionActor(RoleActor):
         if evt.status in ("refused",):
             self.portfolio.release(evt.intent_id)
             self.strategy.on_signal_dropped(evt.pair_id)
+        if evt.action == "unwind" and evt.status in ("rejected", "failed", "refused", "cancelled") \
+                and evt.filled_qty <= 0:
+            self.strategy.on_repair_failed(evt.pair_id, evt.venue)
         if evt.action == "open" and evt.status == "filled" and evt.venue == "upbit":
             self.manager.record_trade(evt.filled_qty * evt.avg_price)
         if self.portfolio.trades_closed > before:
@@ -118,6 +160,8 @@ class PositionActor(RoleActor):
 
     # -- periodic ----------------------------------------------------------------------
     def on_tick(self, now_ns: int) -> None:
+        if self.enabled:
+            self._repair_on_tick()
         vol = max(self.vol.values()) if self.vol else 0.0
         decision = self.rebalancer.update(self.portfolio.exposure_krw, vol)
         if decision is not None:
@@ -144,4 +188,45 @@ class PositionActor(RoleActor):
         self.ctx.publish(PositionState(
             exposure_krw=p.exposure_krw, open_pairs=p.open_pairs, trades_opened=p.trades_opened,
             trades_closed=p.trades_closed, realized_pnl_krw=p.realized_pnl_krw,
-            daily_pnl_krw=p.daily_pnl_krw(), gauges=gauges))
+            daily_pnl_krw=p.daily_pnl_krw(), gauges=gauges, coins=self._coins()))
+
+    def _coins(self) -> tuple[CoinExposure, ...]:
+        """Per coin, what the open pairs hold and how much of it is unhedged, and since when."""
+        held: dict[str, list[float]] = {}
+        for pair in self.portfolio.pairs():
+            h = held.setdefault(pair.symbol, [0.0, 0.0, 0.0])
+            h[0] += pair.upbit_qty
+            h[1] += pair.binance_qty
+            if not pair.balanced:
+                h[2] += pair.upbit_qty + pair.binance_qty
+        now = time.time()
+        out = []
+        for symbol in sorted(set(held) | set(self.naked_since)):
+            up, bn, naked = held.get(symbol, (0.0, 0.0, 0.0))
+            opp = self.last_opp.get(symbol)
+            px = (opp.sell_upbit.upbit_price + opp.buy_upbit.upbit_price) / 2 if opp else 0.0
+            naked_krw = abs(naked) * px
+            if naked:
+                since = self.naked_since.setdefault(symbol, now)
+            else:
+                since = self.naked_since.pop(symbol, now)
+            age = now - since if naked else 0.0
+            self._note_naked(symbol, naked, naked_krw, age, now)
+            c = self.ctx.counters
+            c[key("g", "arbd_naked_exposure_krw", symbol=symbol)] = naked_krw
+            c[key("g", "arbd_naked_exposure_age_seconds", symbol=symbol)] = age
+            out.append(CoinExposure(symbol=symbol, upbit_qty=up, binance_qty=bn, naked_qty=naked,
+                                    naked_krw=naked_krw, naked_age_s=age))
+        return tuple(out)
+
+    def _note_naked(self, symbol: str, naked: float, krw: float, age: float, now: float) -> None:
+        """One event when a leg goes naked, every few seconds while it stays so, one when it is repaired."""
+        last = self._naked_logged.get(symbol)
+        if naked and (last is None or now - last >= NAKED_EVENT_EVERY_S):
+            self._naked_logged[symbol] = now
+            self.ctx.record_event("naked_exposure", {"symbol": symbol, "naked_qty": naked,
+                                                     "naked_krw": round(krw, 0), "age_s": round(age, 2)})
+        elif not naked and last is not None:
+            del self._naked_logged[symbol]
+            self.ctx.record_event("naked_exposure", {"symbol": symbol, "naked_qty": 0.0, "naked_krw": 0.0,
+                                                     "age_s": 0.0, "repaired": True})
