@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from arbitrage.baseline import BaselineConfig
+from arbitrage.breaker import BreakerConfig
 from arbitrage.live_guard import LiveTradingConfig
 from arbitrage.premium import PremiumConfig
 from arbitrage.rebalancer import RebalancerConfig
@@ -159,6 +160,27 @@ class PositionAdvConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExecutionConfig:
+    """How orders reach the venues (live modes): the order path, its limits and breakers."""
+
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    inventory_margin: float = 0.002  # kept back from each balance when checking an open
+    order_timeout_s: float = 2.0  # an order reply later than this is an unclear send: look it up
+    fill_wait_s: float = 0.5  # an accepted leg whose final state has not streamed in by then is looked up
+    stream_grace_s: float = 2.0  # a private stream down this long fails trading closed
+    balance_refresh_s: float = 30.0  # REST balance snapshot while the private streams are up
+    balance_poll_s: float = 2.0  # ... and while one is down
+    budget_wait_s: float = 0.05  # an order waits at most this for rate-budget tokens, else is refused
+
+    def __post_init__(self) -> None:
+        _positive(self, "order_timeout_s", "fill_wait_s", "stream_grace_s", "balance_refresh_s",
+                  "balance_poll_s", also=(
+                      f"inventory_margin must be in [0, 0.5), got {self.inventory_margin}"
+                      if not 0 <= self.inventory_margin < 0.5 else "",
+                      f"budget_wait_s must be >= 0, got {self.budget_wait_s}" if self.budget_wait_s < 0 else ""))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ArbdConfig:
     mode: Literal["paper", "live_readonly", "live_trading"] = "paper"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -178,6 +200,7 @@ class ArbdConfig:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     rebalancer: RebalancerConfig = field(default_factory=RebalancerConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     # Test-only hooks (e.g. an injected leak); never set in shipped configs.
     testing: dict[str, Any] = field(default_factory=dict)
 

@@ -8,7 +8,9 @@ Keys are ``<kind>.<metric>|<label>=<value>,...``:
 
 from __future__ import annotations
 
-LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Fine around the milliseconds the trade path aims for (decision -> ack p50 <= 5 ms, p99 <= 20 ms).
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1,
+                     0.25, 0.5, 1.0, 2.5)
 
 
 def key(kind: str, metric: str, **labels: str) -> str:

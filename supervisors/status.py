@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from messages import BookTop, OrderStats, PositionState, TradingState, decode
 from messages.codec import DecodeError
+from supervisors.status_execution import execution_status
 
 if TYPE_CHECKING:
     from supervisors.daemon import Daemon
@@ -98,6 +99,7 @@ def build_status(d: Daemon) -> dict[str, Any]:
         "exposure_krw": round(pos.exposure_krw, 2) if isinstance(pos, PositionState) else 0.0,
         "trades": ({"opened": pos.trades_opened, "closed": pos.trades_closed, "open_pairs": pos.open_pairs}
                    if isinstance(pos, PositionState) else {"opened": 0, "closed": 0, "open_pairs": 0}),
+        **execution_status(d, trading_state, fail_closed),
     }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from supervisors.status_execution import execution_lines
+
 _COLORS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
 
 
@@ -67,4 +69,6 @@ def render(st: dict[str, Any], color: bool) -> str:
         f"  exposure {st.get('exposure_krw', 0):,.0f} KRW",
         "pnl      " + p(f"{st['pnl']:,.0f} KRW", "green" if st["pnl"] >= 0 else "red"),
     ]
+    if "behaviour" in st:
+        lines += [""] + execution_lines(st)
     return "\n".join(lines)

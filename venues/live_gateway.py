@@ -1,0 +1,356 @@
+"""The live order gateway: both legs at once on signed keep-alive HTTP, fills
+from the venues' private streams, everything under per-venue rate budgets.
+
+One asyncio loop thread owns every client. The hot path per leg:
+
+1. take order tokens from the venue's :class:`arbitrage.rate_budget.VenueBudget`
+   (orders never wait behind polls; a leg that cannot get a token within
+   ``execution.budget_wait_s`` is refused unsent, kind ``budget``);
+2. one signed POST (:mod:`venues.order_http`): Binance answers with the
+   fills (``newOrderRespType=FULL``); Upbit answers ``wait``, and the leg's
+   final state comes from its private stream (``myOrder``);
+3. the private streams (:mod:`venues.private_streams`) report every state
+   change of every order and every balance change. A leg whose final state
+   has not streamed in within ``execution.fill_wait_s`` — the stream is down
+   or slow — is looked up by client id over REST, the fallback.
+
+ccxt (:mod:`venues.rest`) stays for what is not on the hot path: balance
+snapshots, cancel-all and markets, its calls also paid from the budget (as
+polls: they back off when the budget is low). Every reply's rate headers
+update the budget.
+
+Results go back to the executor through ``on_result`` (called on the loop
+thread). A leg's states only move forward: once a final state is reported,
+later updates for it are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from arbitrage.rate_budget import VenueBudget
+from messages import Balances
+from supervisors.config import ArbdConfig
+from supervisors.runfiles import RunDir
+from venues import BINANCE, UPBIT
+from venues.gateway import LegOrder, LegResult, env_keys
+from venues.order_http import OrderHttp, OrderOutcome
+from venues.private_streams import BalanceUpdate, BinanceUserStream, OrderUpdate, UpbitPrivateStream
+from venues.rest import OrderResult, OrderStatusUnknown
+from venues.urls import VenueUrls
+
+log = logging.getLogger("arbd.gateway")
+
+VENUES = (UPBIT, BINANCE)
+LOOKUP_RETRY_S = 0.5
+RESOLVE_GIVE_UP_S = 10.0  # after this a leg still without a final state is reported unknown
+
+
+@dataclass(slots=True)
+class _Live:
+    leg: LegOrder
+    sent_mono: float
+    filled: float = 0.0
+    done: bool = False
+    status: str = "sent"
+
+
+class LiveGateway:
+    """See module docs. ``fx()`` is KRW per USDT for fees in KRW."""
+
+    def __init__(self, cfg: ArbdConfig, run: RunDir, on_result: Callable[[LegResult], None],
+                 allow_orders: bool, fx: Callable[[], float]) -> None:
+        self.cfg = cfg
+        self.exe = cfg.execution
+        self.on_result = on_result
+        self.allow_orders = allow_orders
+        self.fx = fx
+        self.keys = env_keys(cfg, run)
+        v = cfg.venues
+        self.urls = {UPBIT: VenueUrls(rest=v.upbit_rest, ws=v.upbit_ws),
+                     BINANCE: VenueUrls(rest=v.binance_rest, ws=v.binance_ws)}
+        self.budgets = {venue: VenueBudget(venue, cfg.execution.budgets.for_venue(venue)) for venue in VENUES}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gateway-loop", daemon=True)
+        self.thread.start()
+        self._live: dict[str, _Live] = {}  # loop thread only
+        self._free: dict[str, dict[str, float]] = {}  # venue -> asset -> free (loop writes, actor reads)
+        self._updated_ns: dict[str, int] = {}
+        self._stream_up: dict[str, bool] = {venue: False for venue in VENUES}
+        self._stream_since: dict[str, float] = {venue: time.monotonic() for venue in VENUES}
+        self._last_msg: dict[str, float] = {}
+        self._said_no_keys = False
+        self._tasks: list[asyncio.Future[Any]] = []
+        self._call(self._build(), timeout=30.0)
+
+    # -- set-up (on the loop) -------------------------------------------------------
+    async def _build(self) -> None:
+        from venues.rest import VenueRest, build_binance, build_upbit
+
+        builders = {UPBIT: build_upbit, BINANCE: build_binance}
+        self.http: dict[str, OrderHttp] = {}
+        self.rest: dict[str, VenueRest] = {}
+        self.streams: dict[str, Any] = {}
+        for venue in VENUES:
+            keys = self.keys.get(venue)
+            url = self.urls[venue]
+            self.rest[venue] = VenueRest(venue, builders[venue]({"rest": url.rest, "ws": url.ws}, keys))
+            if keys is None:
+                continue
+            self.http[venue] = OrderHttp(venue, url.rest, keys, self.budgets[venue],
+                                         timeout_s=self.exe.order_timeout_s,
+                                         budget_wait_s=self.exe.budget_wait_s)
+            stream_cls = UpbitPrivateStream if venue == UPBIT else BinanceUserStream
+            self.streams[venue] = stream_cls(url.rest, url.ws, keys, on_order=self._on_order,
+                                             on_balance=self._on_balance, on_state=self._on_stream_state)
+            self.streams[venue].start()
+        if self.keys:
+            self._tasks.append(asyncio.ensure_future(self._balance_loop()))
+            self._tasks.append(asyncio.ensure_future(self._warm_markets()))
+
+    async def _warm_markets(self) -> None:
+        # ccxt's markets are needed only by cancel-all and balance parsing: off the start path.
+        for venue, rest in self.rest.items():
+            if venue in self.keys:
+                with contextlib.suppress(Exception):
+                    await rest.load_markets()
+
+    def _call(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    # -- orders (actor thread -> loop) -------------------------------------------------
+    def submit(self, legs: list[LegOrder]) -> None:
+        for lg in legs:
+            if not self.allow_orders:
+                self.on_result(LegResult(lg, "refused", 0.0, 0.0, 0.0, "orders disabled in this mode"))
+                continue
+            if lg.venue not in self.http:
+                self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0, f"no API keys for {lg.venue}",
+                                         kind="auth"))
+                continue
+            self.loop.call_soon_threadsafe(self._start_send, lg)
+
+    def _start_send(self, lg: LegOrder) -> None:
+        # Registered before the request goes out: a stream update may beat the reply.
+        self._live[lg.client_order_id] = _Live(lg, time.monotonic())
+        self.loop.create_task(self._send(lg))
+
+    async def _send(self, lg: LegOrder) -> None:
+        try:
+            out: OrderOutcome = await self.http[lg.venue].create_ioc(lg.symbol, lg.side, lg.qty, lg.price,
+                                                                     lg.client_order_id)
+        except OrderStatusUnknown as e:
+            self._report(lg, LegResult(lg, "unknown", 0.0, 0.0, 0.0, str(e), done=False))
+            self.loop.create_task(self._resolve(lg))
+            return
+        except Exception as e:  # a bug here must not leave a leg silent
+            log.exception("send of %s failed", lg.client_order_id)
+            self._report(lg, LegResult(lg, "unknown", 0.0, 0.0, 0.0, f"send failed: {type(e).__name__}",
+                                       done=False))
+            self.loop.create_task(self._resolve(lg))
+            return
+        result = self._from_order(lg, out.result, out.kind)
+        self._report(lg, result)
+        if not result.done:
+            self.loop.create_task(self._resolve(lg))
+
+    async def _resolve(self, lg: LegOrder) -> None:
+        """Wait for the stream's final state; past ``fill_wait_s``, look the leg up."""
+        cid = lg.client_order_id
+        await asyncio.sleep(self.exe.fill_wait_s)
+        deadline = time.monotonic() + RESOLVE_GIVE_UP_S
+        while time.monotonic() < deadline:
+            live = self._live.get(cid)
+            if live is None or live.done:
+                return
+            try:
+                found = await self.http[lg.venue].lookup(lg.symbol, cid)
+            except Exception as e:  # noqa: BLE001 - unreadable, rate limited, network: try again
+                log.info("lookup of %s failed: %s", cid, type(e).__name__)
+                found = None
+            if found is not None:
+                self._report(lg, self._from_order(lg, found, None))
+                live = self._live.get(cid)
+                if live is None or live.done:
+                    return
+            await asyncio.sleep(LOOKUP_RETRY_S)
+        live = self._live.get(cid)
+        if live is not None and not live.done:
+            self._report(lg, LegResult(lg, "unknown", live.filled, 0.0, 0.0,
+                                       "no final state from the stream or the REST lookup", done=True))
+
+    def _from_order(self, lg: LegOrder, r: OrderResult, kind: str | None) -> LegResult:
+        fee = float(r.fee or 0.0)
+        fee_krw = fee if lg.venue == UPBIT else fee * self.fx()
+        status = r.status if r.status in ("filled", "partially_filled", "cancelled", "rejected", "open") \
+            else "unknown"
+        if status == "rejected":
+            return LegResult(lg, "rejected", 0.0, 0.0, 0.0, r.reason or "rejected", kind=kind or "other")
+        return LegResult(lg, status, float(r.filled or 0.0), float(r.avg_price or 0.0), fee_krw,
+                         r.reason or "", str(r.venue_order_id or ""), done=bool(r.done))
+
+    def _report(self, lg: LegOrder, r: LegResult) -> None:
+        """Forward a leg's state once it moves forward; drop anything after its final state."""
+        live = self._live.get(lg.client_order_id)
+        if live is None:
+            live = self._live[lg.client_order_id] = _Live(lg, time.monotonic())
+        if live.done or (r.filled_qty < live.filled and r.status != "rejected"):
+            return
+        if not r.done and r.filled_qty == live.filled and r.status == live.status:
+            return
+        live.filled, live.status, live.done = r.filled_qty, r.status, r.done
+        if r.done:
+            # Kept a while so a late stream update is recognised and dropped.
+            self.loop.call_later(60.0, self._live.pop, lg.client_order_id, None)
+        self.on_result(r)
+
+    # -- private streams (loop) ---------------------------------------------------------
+    def _on_order(self, u: OrderUpdate) -> None:
+        self._last_msg[u.venue] = time.monotonic()
+        live = self._live.get(u.client_order_id)
+        if live is None:
+            return  # not ours, or long done
+        fee_krw = u.fee_quote if u.venue == UPBIT else u.fee_quote * self.fx()
+        status = u.status if u.status in ("open", "filled", "partially_filled", "cancelled", "rejected") \
+            else "unknown"
+        self._report(live.leg, LegResult(live.leg, status, u.filled_qty, u.avg_price, fee_krw,
+                                         venue_order_id=u.venue_order_id, done=u.done,
+                                         kind="other" if status == "rejected" else ""))
+
+    def _on_balance(self, b: BalanceUpdate) -> None:
+        self._last_msg[b.venue] = time.monotonic()
+        cur = {} if b.full else dict(self._free.get(b.venue, {}))
+        cur.update(b.free)
+        self._free = {**self._free, b.venue: cur}  # replaced whole: the actor thread reads it unlocked
+        self._updated_ns = {**self._updated_ns, b.venue: b.ts_ns or time.time_ns()}
+
+    def _on_stream_state(self, venue: str, up: bool, reason: str) -> None:
+        if up != self._stream_up.get(venue):
+            log.log(logging.INFO if up else logging.WARNING, "%s private stream %s%s", venue,
+                    "up" if up else "down", f": {reason}" if reason else "")
+            self._stream_since[venue] = time.monotonic()
+        self._stream_up[venue] = up
+
+    # -- balances ----------------------------------------------------------------------------
+    async def _balance_loop(self) -> None:
+        """A REST snapshot at start, then now and then (often while a stream is down)."""
+        next_at = {venue: 0.0 for venue in self.keys}
+        while True:
+            now = time.monotonic()
+            for venue in list(next_at):
+                if now < next_at[venue]:
+                    continue
+                if not self.budgets[venue].try_acquire("poll", self.rest_cost(venue, "balance"), now):
+                    next_at[venue] = now + 1.0  # the budget is low: orders first
+                    continue
+                try:
+                    free = await self.rest[venue].fetch_balance()
+                except Exception as e:  # noqa: BLE001 - logged, retried
+                    log.warning("balance fetch from %s failed: %s", venue, type(e).__name__)
+                    next_at[venue] = now + self.exe.balance_poll_s
+                    continue
+                finally:
+                    headers = getattr(self.rest[venue].exchange, "last_response_headers", None) or {}
+                    self.budgets[venue].on_headers(headers, time.monotonic())
+                self._on_balance(BalanceUpdate(venue=venue, free=free, locked={}, ts_ns=time.time_ns(),
+                                               full=True))
+                up = self._stream_up.get(venue, False)
+                next_at[venue] = now + (self.exe.balance_refresh_s if up else self.exe.balance_poll_s)
+            await asyncio.sleep(0.2)
+
+    @staticmethod
+    def rest_cost(venue: str, what: str) -> dict[str, float]:
+        return VenueBudget.cost_of(venue, what)
+
+    def balance_view(self) -> tuple[dict[str, dict[str, float]], dict[str, int]] | None:
+        if not self.allow_orders:
+            return None
+        return self._free, self._updated_ns
+
+    def balances(self) -> Balances | None:
+        if not self.keys:
+            if not self._said_no_keys:
+                log.warning("balances are unavailable without API keys (set UPBIT_ACCESS_KEY, "
+                            "UPBIT_SECRET_KEY, BINANCE_API_KEY, BINANCE_API_SECRET)")
+                self._said_no_keys = True
+            return Balances(free={}, source="unavailable")
+        free = self._free
+        return Balances(free={v: dict(b) for v, b in free.items()}, source="venue") if free else None
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        out: dict[str, dict[str, Any]] = {}
+        for venue in VENUES:
+            last = self._last_msg.get(venue)
+            out[venue] = {"stream_up": self._stream_up.get(venue, False),
+                          "stream_down_s": 0.0 if self._stream_up.get(venue) else now - self._stream_since[venue],
+                          "stream_age_s": now - last if last is not None else -1.0,
+                          "keys": venue in self.keys,
+                          "budget": self.budgets[venue].fractions(now)}
+        return out
+
+    # -- restart safety and shutdown ------------------------------------------------------------
+    def reconcile(self, lg: LegOrder, created_ns: int = 0) -> None:
+        asyncio.run_coroutine_threadsafe(self._reconcile(lg, created_ns), self.loop)
+
+    async def _reconcile(self, lg: LegOrder, created_ns: int) -> None:
+        """Look a leg of the ledger up by client id. A leg the venue does not have
+        is ``failed`` only once no request sent with it can still arrive (the
+        venue's settle time after it was written), never sooner."""
+        http = self.http.get(lg.venue)
+        if http is None:
+            self.on_result(LegResult(lg, "unknown", 0.0, 0.0, 0.0, f"reconcile: no API keys for {lg.venue}"))
+            return
+        settle_until = (created_ns / 1e9 if created_ns else time.time()) + http.settle_s
+        while True:
+            try:
+                found = await http.lookup(lg.symbol, lg.client_order_id)
+            except Exception as e:  # noqa: BLE001
+                self.on_result(LegResult(lg, "unknown", 0.0, 0.0, 0.0, f"reconcile: lookup failed: "
+                                                                        f"{type(e).__name__}"))
+                return
+            if found is not None:
+                self._live[lg.client_order_id] = _Live(lg, time.monotonic())
+                self._report(lg, self._from_order(lg, found, None))
+                if not found.done:
+                    self.loop.create_task(self._resolve(lg))
+                return
+            if time.time() >= settle_until:
+                self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0, "reconcile: the venue has no such order"))
+                return
+            await asyncio.sleep(min(LOOKUP_RETRY_S, max(0.05, settle_until - time.time())))
+
+    def cancel_all(self, reason: str) -> int:
+        total = 0
+        for venue, rest in self.rest.items():
+            if venue not in self.keys:
+                continue
+            try:
+                total += int(self._call(rest.cancel_all_open(prefix=""), timeout=10.0) or 0)
+            except Exception as e:  # noqa: BLE001
+                log.warning("cancel_all on %s failed: %s", venue, type(e).__name__)
+        return total
+
+    def close(self) -> None:
+        async def shut() -> None:
+            for t in self._tasks:
+                t.cancel()
+            for s in self.streams.values():
+                with contextlib.suppress(Exception):
+                    await s.close()
+            for h in self.http.values():
+                with contextlib.suppress(Exception):
+                    await h.close()
+            for r in self.rest.values():
+                with contextlib.suppress(Exception):
+                    await r.close()
+        with contextlib.suppress(Exception):
+            self._call(shut(), timeout=5.0)
+        self.loop.call_soon_threadsafe(self.loop.stop)
