@@ -46,7 +46,7 @@ from messages import (
 )
 from storage.ledger import Ledger, OrderRow
 from supervisors.metricnames import Histogram, key
-from venues.gateway import LegOrder, LegResult, make_gateway
+from venues.gateway import LegOrder, LegResult, VenueReply, make_gateway
 
 log = logging.getLogger("arbd.executor")
 
@@ -230,13 +230,17 @@ class ExecutorActor(RoleActor):
             self._emit(lg, "refused", 0.0, 0.0, 0.0, reason, to_position=True)
 
     # -- results -----------------------------------------------------------------
-    def _on_leg_result_threadsafe(self, result: LegResult) -> None:
+    def _on_leg_result_threadsafe(self, result: LegResult | VenueReply) -> None:
         # Called from the gateway's thread: hand over to the actor thread.
         self.actor_ref.tell(result)
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is LegResult:
             self._on_leg_result(message)
+            return None
+        if type(message) is VenueReply:
+            if self.mode == "live_trading":  # paper fills never reach a venue: nothing to break
+                self._breaker_result(message.venue, message.accepted, message.kind or "other", message.reason)
             return None
         return super().on_receive(message)
 
@@ -258,8 +262,6 @@ class ExecutorActor(RoleActor):
         accepted = r.status in ACCEPTED
         if r.status in ("rejected", "failed") and r.kind:
             self.ctx.count(key("c", "arbd_venue_rejects_total", venue=lg.venue, kind=r.kind))
-        if self.mode == "live_trading":  # paper fills never reach a venue: nothing to break
-            self._breaker_result(lg.venue, accepted, r.kind or "other", r.reason)
         d = self.decisions.get(lg.intent_id)
         if d is None:
             return

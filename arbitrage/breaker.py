@@ -14,8 +14,9 @@ So each venue has a breaker in the classic three states:
 - ``half_open``: exactly one open may go as a *probe*. The executor sends the
   probe's leg on this venue first and the other leg only once it is accepted,
   so a failed probe costs one refused order and no naked leg. An accepted
-  order closes the breaker; a refused one opens it again with a longer
-  backoff. So at most one order per probe reaches a refusing venue.
+  probe closes the breaker; a refused one opens it again with a longer
+  backoff. So at most one order per probe reaches a refusing venue. (While
+  open, a late acceptance of an order sent before the trip changes nothing.)
 
 Reducing orders (unwinds) are not blocked by a breaker: they are how a naked
 leg is repaired, and the repair chooses a venue whose breaker is closed when
@@ -125,6 +126,8 @@ class CircuitBreakers:
         """
         b = self._v[venue]
         if accepted:
+            if b.state == OPEN and not b.probe_out:
+                return None  # a late answer to an order sent before the trip proves nothing
             b.failures = 0
             b.probe_out = False
             if b.state != CLOSED:

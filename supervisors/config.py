@@ -14,6 +14,7 @@ from arbitrage.baseline import BaselineConfig
 from arbitrage.breaker import BreakerConfig
 from arbitrage.live_guard import LiveTradingConfig
 from arbitrage.premium import PremiumConfig
+from arbitrage.rate_budget import BudgetConfig
 from arbitrage.rebalancer import RebalancerConfig
 from arbitrage.strategy import StrategyConfig
 from supervisors.config_loader import ConfigError, apply_override, build, load_yaml
@@ -164,6 +165,7 @@ class ExecutionConfig:
     """How orders reach the venues (live modes): the order path, its limits and breakers."""
 
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)  # the venues' REST limits (arbitrage.rate_budget)
     inventory_margin: float = 0.002  # kept back from each balance when checking an open
     order_timeout_s: float = 2.0  # an order reply later than this is an unclear send: look it up
     fill_wait_s: float = 0.5  # an accepted leg whose final state has not streamed in by then is looked up

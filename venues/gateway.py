@@ -53,6 +53,19 @@ class LegResult:
     done: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class VenueReply:
+    """How a venue answered one order request (its REST reply, or none in time):
+    what the breakers judge a venue by. Fills arrive separately, often sooner,
+    on the private stream; ``accepted`` says the order endpoint is healthy."""
+
+    venue: str
+    accepted: bool
+    kind: str
+    reason: str
+    took_s: float
+
+
 def _fx(books: dict[tuple[str, str], BookTop]) -> float:
     b = books.get(("upbit", "USDT"))
     return b.mid if b is not None else 0.0

@@ -35,15 +35,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from arbitrage.rate_budget import VenueBudget
+from arbitrage.rate_budget import ORDER, POLL, VenueBudget
 from messages import Balances
 from supervisors.config import ArbdConfig
 from supervisors.runfiles import RunDir
 from venues import BINANCE, UPBIT
-from venues.gateway import LegOrder, LegResult, env_keys
-from venues.order_http import OrderHttp, OrderOutcome
+from venues.gateway import LegOrder, LegResult, VenueReply, env_keys
+from venues.order_http import LookupFailed, OrderHttp, OrderOutcome, UnclearSend
 from venues.private_streams import BalanceUpdate, BinanceUserStream, OrderUpdate, UpbitPrivateStream
-from venues.rest import OrderResult, OrderStatusUnknown
+from venues.rest import OrderResult
 from venues.urls import VenueUrls
 
 log = logging.getLogger("arbd.gateway")
@@ -76,7 +76,7 @@ class LiveGateway:
         v = cfg.venues
         self.urls = {UPBIT: VenueUrls(rest=v.upbit_rest, ws=v.upbit_ws),
                      BINANCE: VenueUrls(rest=v.binance_rest, ws=v.binance_ws)}
-        self.budgets = {venue: VenueBudget(venue, cfg.execution.budgets.for_venue(venue)) for venue in VENUES}
+        self.budgets = {venue: VenueBudget(venue, cfg.execution.budgets, now=time.monotonic()) for venue in VENUES}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="gateway-loop", daemon=True)
         self.thread.start()
@@ -127,58 +127,94 @@ class LiveGateway:
 
     # -- orders (actor thread -> loop) -------------------------------------------------
     def submit(self, legs: list[LegOrder]) -> None:
-        for lg in legs:
-            if not self.allow_orders:
+        """Send ``legs`` at once; their budget is taken all together or not at all."""
+        if not self.allow_orders:
+            for lg in legs:
                 self.on_result(LegResult(lg, "refused", 0.0, 0.0, 0.0, "orders disabled in this mode"))
-                continue
-            if lg.venue not in self.http:
-                self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0, f"no API keys for {lg.venue}",
-                                         kind="auth"))
-                continue
-            self.loop.call_soon_threadsafe(self._start_send, lg)
+            return
+        missing = [lg for lg in legs if lg.venue not in self.http]
+        if missing:  # a pair half without keys is no pair: nothing goes
+            for lg in legs:
+                self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0,
+                                         f"not sent: no API keys for {missing[0].venue}", kind="auth"))
+            return
+        self.loop.call_soon_threadsafe(self._start_batch, legs, time.monotonic() + self.exe.budget_wait_s)
 
-    def _start_send(self, lg: LegOrder) -> None:
-        # Registered before the request goes out: a stream update may beat the reply.
-        self._live[lg.client_order_id] = _Live(lg, time.monotonic())
-        self.loop.create_task(self._send(lg))
+    def _start_batch(self, legs: list[LegOrder], deadline: float) -> None:
+        now = time.monotonic()
+        per_venue: dict[str, dict[str, float]] = {}
+        for lg in legs:
+            for bucket, n in VenueBudget.cost_of(lg.venue, "order").items():
+                per_venue.setdefault(lg.venue, {})[bucket] = per_venue.get(lg.venue, {}).get(bucket, 0.0) + n
+        wait = max(self.budgets[v].wait_s(ORDER, cost, now) for v, cost in per_venue.items())
+        if wait > 0:
+            if now + wait <= deadline:
+                self.loop.call_later(wait, self._start_batch, legs, deadline)
+                return
+            venue = max(per_venue, key=lambda v: self.budgets[v].wait_s(ORDER, per_venue[v], now))
+            for lg in legs:
+                self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0,
+                                         f"not sent: {venue} rate budget exhausted", kind="budget"))
+            return
+        for venue, cost in per_venue.items():
+            taken = self.budgets[venue].try_acquire(ORDER, cost, now)
+            assert taken, "wait_s said the budget was there"
+        gap = float(self.cfg.testing.get("leg_gap_s", 0.0) or 0.0)  # tests: a window between the sends
+        for i, lg in enumerate(legs):
+            # Registered before the request goes out: a stream update may beat the reply.
+            self._live[lg.client_order_id] = _Live(lg, now)
+            if gap and i:
+                self.loop.call_later(gap * i, lambda lg=lg: self.loop.create_task(self._send(lg)))
+            else:
+                self.loop.create_task(self._send(lg))
 
     async def _send(self, lg: LegOrder) -> None:
+        sent = time.monotonic()
         try:
             out: OrderOutcome = await self.http[lg.venue].create_ioc(lg.symbol, lg.side, lg.qty, lg.price,
                                                                      lg.client_order_id)
-        except OrderStatusUnknown as e:
-            self._report(lg, LegResult(lg, "unknown", 0.0, 0.0, 0.0, str(e), done=False))
-            self.loop.create_task(self._resolve(lg))
+        except UnclearSend as e:
+            self.on_result(VenueReply(lg.venue, False, e.kind, str(e), time.monotonic() - sent))
+            self._report(lg, LegResult(lg, "unknown", 0.0, 0.0, 0.0, str(e), kind=e.kind, done=False))
+            self.loop.create_task(self._resolve(lg, sent))
             return
         except Exception as e:  # a bug here must not leave a leg silent
             log.exception("send of %s failed", lg.client_order_id)
             self._report(lg, LegResult(lg, "unknown", 0.0, 0.0, 0.0, f"send failed: {type(e).__name__}",
                                        done=False))
-            self.loop.create_task(self._resolve(lg))
+            self.loop.create_task(self._resolve(lg, sent))
             return
+        accepted = out.result.status != "rejected"
+        self.on_result(VenueReply(lg.venue, accepted, out.kind, out.result.reason, time.monotonic() - sent))
         result = self._from_order(lg, out.result, out.kind)
         self._report(lg, result)
         if not result.done:
-            self.loop.create_task(self._resolve(lg))
+            self.loop.create_task(self._resolve(lg, sent))
 
-    async def _resolve(self, lg: LegOrder) -> None:
-        """Wait for the stream's final state; past ``fill_wait_s``, look the leg up."""
+    async def _resolve(self, lg: LegOrder, sent: float, first_wait: bool = True) -> None:
+        """Wait for the stream's final state; past ``fill_wait_s``, look the leg up.
+        A leg the venue does not know is ``failed`` once no request sent with it
+        can still arrive (``settle_s`` after the send), never sooner."""
         cid = lg.client_order_id
-        await asyncio.sleep(self.exe.fill_wait_s)
+        http = self.http[lg.venue]
+        if first_wait:
+            await asyncio.sleep(max(0.0, sent + self.exe.fill_wait_s - time.monotonic()))
         deadline = time.monotonic() + RESOLVE_GIVE_UP_S
         while time.monotonic() < deadline:
             live = self._live.get(cid)
             if live is None or live.done:
                 return
             try:
-                found = await self.http[lg.venue].lookup(lg.symbol, cid)
-            except Exception as e:  # noqa: BLE001 - unreadable, rate limited, network: try again
-                log.info("lookup of %s failed: %s", cid, type(e).__name__)
-                found = None
-            if found is not None:
-                self._report(lg, self._from_order(lg, found, None))
-                live = self._live.get(cid)
-                if live is None or live.done:
+                found = await http.lookup(lg.symbol, cid)
+            except LookupFailed as e:  # unreadable, rate limited, network: try again
+                log.info("lookup of %s failed: %s", cid, e)
+            else:
+                if found is not None:
+                    self._report(lg, self._from_order(lg, found, None))
+                elif time.monotonic() >= sent + http.settle_s:
+                    self._report(lg, LegResult(lg, "failed", 0.0, 0.0, 0.0,
+                                               "the venue never took it (no such order after the settle time)",
+                                               kind="server"))
                     return
             await asyncio.sleep(LOOKUP_RETRY_S)
         live = self._live.get(cid)
@@ -247,7 +283,7 @@ class LiveGateway:
             for venue in list(next_at):
                 if now < next_at[venue]:
                     continue
-                if not self.budgets[venue].try_acquire("poll", self.rest_cost(venue, "balance"), now):
+                if not self.budgets[venue].try_acquire(POLL, VenueBudget.cost_of(venue, "balance"), now):
                     next_at[venue] = now + 1.0  # the budget is low: orders first
                     continue
                 try:
@@ -264,10 +300,6 @@ class LiveGateway:
                 up = self._stream_up.get(venue, False)
                 next_at[venue] = now + (self.exe.balance_refresh_s if up else self.exe.balance_poll_s)
             await asyncio.sleep(0.2)
-
-    @staticmethod
-    def rest_cost(venue: str, what: str) -> dict[str, float]:
-        return VenueBudget.cost_of(venue, what)
 
     def balance_view(self) -> tuple[dict[str, dict[str, float]], dict[str, int]] | None:
         if not self.allow_orders:
@@ -301,31 +333,20 @@ class LiveGateway:
         asyncio.run_coroutine_threadsafe(self._reconcile(lg, created_ns), self.loop)
 
     async def _reconcile(self, lg: LegOrder, created_ns: int) -> None:
-        """Look a leg of the ledger up by client id. A leg the venue does not have
-        is ``failed`` only once no request sent with it can still arrive (the
+        """Look a leg of the ledger up by client id (it was written before its
+        send, perhaps by a killed incarnation). A leg the venue does not have is
+        ``failed`` only once no request sent with it can still arrive (the
         venue's settle time after it was written), never sooner."""
         http = self.http.get(lg.venue)
         if http is None:
             self.on_result(LegResult(lg, "unknown", 0.0, 0.0, 0.0, f"reconcile: no API keys for {lg.venue}"))
             return
-        settle_until = (created_ns / 1e9 if created_ns else time.time()) + http.settle_s
-        while True:
-            try:
-                found = await http.lookup(lg.symbol, lg.client_order_id)
-            except Exception as e:  # noqa: BLE001
-                self.on_result(LegResult(lg, "unknown", 0.0, 0.0, 0.0, f"reconcile: lookup failed: "
-                                                                        f"{type(e).__name__}"))
-                return
-            if found is not None:
-                self._live[lg.client_order_id] = _Live(lg, time.monotonic())
-                self._report(lg, self._from_order(lg, found, None))
-                if not found.done:
-                    self.loop.create_task(self._resolve(lg))
-                return
-            if time.time() >= settle_until:
-                self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0, "reconcile: the venue has no such order"))
-                return
-            await asyncio.sleep(min(LOOKUP_RETRY_S, max(0.05, settle_until - time.time())))
+        live = self._live.get(lg.client_order_id)
+        if live is not None:
+            return  # this incarnation already follows it
+        written_ago = max(0.0, time.time() - created_ns / 1e9) if created_ns else 0.0
+        self._live[lg.client_order_id] = _Live(lg, time.monotonic() - written_ago)
+        await self._resolve(lg, time.monotonic() - written_ago, first_wait=False)
 
     def cancel_all(self, reason: str) -> int:
         total = 0
