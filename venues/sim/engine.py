@@ -11,6 +11,14 @@ Taker orders walk the opposite side of the book and take liquidity from it
 (the next market step replenishes it). Resting limit orders fill at their own
 price when the market crosses them, limited by the crossing liquidity.
 Statuses are neutral: new, partially_filled, filled, canceled, expired, rejected.
+
+``VenueEngine.listeners`` (the private streams) hear every state change of an
+accepted order, synchronously and in order: ``("new", order, None)`` once its
+funds are locked, ``("fill", order, fill)`` per fill (balances already moved),
+``("finish", order, None)`` when it leaves the book (status final, leftover
+funds unlocked). Balances change only at these three points, so a listener reads
+the account at each call to see what moved. A listener must not call back into
+the engine; with none registered the cost is one truth test per point.
 """
 
 from __future__ import annotations
@@ -152,6 +160,11 @@ class VenueEngine:
         self.orders: dict[str, SimOrder] = {}
         self.open_orders: dict[str, SimOrder] = {}
         self.by_client: dict[str, SimOrder] = {}
+        self.listeners: list[Callable[[str, SimOrder, Fill | None], None]] = []
+
+    def _emit(self, kind: str, order: SimOrder, fill: Fill | None = None) -> None:
+        for listener in self.listeners:
+            listener(kind, order, fill)
 
     # -- intake ---------------------------------------------------------------------
 
@@ -180,6 +193,8 @@ class VenueEngine:
         order.locked_asset, order.locked = asset, amount
         self.remember(order)
         self._record(order)
+        if self.listeners:
+            self._emit("new", order)
         if order.tif == "FOK" and not self._fok_possible(order, book):
             self._finish(order, "expired")
             return order
@@ -343,6 +358,8 @@ class VenueEngine:
         order.fee += fee
         order.fee_asset = fee_asset
         order.updated_ms = now
+        if self.listeners:
+            self._emit("fill", order, order.fills[-1])
 
     def _finish(self, order: SimOrder, status: str) -> None:
         if order.locked > _TOL:
@@ -351,6 +368,8 @@ class VenueEngine:
         order.status = status
         order.updated_ms = self._now_ms()
         self.open_orders.pop(order.order_id, None)
+        if self.listeners:
+            self._emit("finish", order)
 
 
 def _other(side: str) -> str:
