@@ -16,6 +16,13 @@ POST     /_sim/limits/reset  zero every ``violations`` and ``max_in_window``
 
 Bad bodies get 400 with a one-line ``{"error": "..."}``.
 
+Holding a venue's private stream down (its order/balance push) while everything
+else stays up: ``POST /_sim/fault {"venue": "binance", "kind": "private_down",
+"seconds": 5}`` closes that venue's private sockets now (the reply's ``dropped``
+counts them) and refuses new private handshakes with 503 for 5 s; ``DELETE
+/_sim/fault`` ends it early. ``"kind": "drop"`` closes the private sockets along
+with the public ones.
+
 ``GET /_sim/limits``: ``{venue: {limit name: {"limit", "window_s", "violations",
 "max_in_window"}}}``. ``limit`` is per ``window_s`` seconds (0 = off); ``violations``
 counts the 429s answered because that limit was full (an injected ``http_error``
@@ -58,9 +65,11 @@ def _is_loopback(remote: str | None) -> bool:
 
 
 class Admin:
-    def __init__(self, core: SimCore, droppers: dict[str, Callable[[bool], int]]) -> None:
+    def __init__(self, core: SimCore, droppers: dict[str, Callable[[bool], int]],
+                 private_droppers: dict[str, Callable[[bool], int]] | None = None) -> None:
         self.core = core
-        self.droppers = droppers
+        self.droppers = droppers  # every WS of a venue, private ones included
+        self.private_droppers = private_droppers or {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -106,6 +115,9 @@ class Admin:
         out: dict[str, Any] = {"ok": True, "fault": fault.view(self.core.mono())}
         if kind == "drop":
             out["dropped"] = self.droppers[venue](bool(params.get("graceful", False)))
+        elif kind == "private_down":
+            dropper = self.private_droppers.get(venue)
+            out["dropped"] = dropper(bool(params.get("graceful", False))) if dropper else 0
         return json_response(out)
 
     async def clear_faults(self, request: web.Request) -> web.Response:

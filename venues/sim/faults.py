@@ -16,6 +16,11 @@ http_error          REST answers ``"status"`` (default 503; any 500-599, or 429
 delay               REST responses are held ``"delay_s"`` seconds (the request
                     is processed first, so an order may exist without a reply)
 insufficient_funds  new orders are rejected for insufficient funds
+private_down        the private streams only (Binance ``/ws/<listenKey>``, Upbit
+                    ``/websocket/v1/private``): their sockets are closed now and
+                    their handshakes get 503 for ``seconds``; market data, REST
+                    and the listenKey calls carry on. ``"graceful": true`` as for
+                    drop. (``drop`` closes and refuses the private sockets too.)
 =================== =============================================================
 
 An injected ``http_error`` 429 is not a violation: ``LimitBoard`` counts only the
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 VENUES = ("upbit", "binance")
-KINDS = ("pause", "drop", "malformed", "http_error", "delay", "insufficient_funds")
+KINDS = ("pause", "drop", "malformed", "http_error", "delay", "insufficient_funds", "private_down")
 _EXTRA_KEYS = {
     "pause": set(),
     "drop": {"graceful"},
@@ -40,6 +45,7 @@ _EXTRA_KEYS = {
     "http_error": {"status"},
     "delay": {"delay_s"},
     "insufficient_funds": set(),
+    "private_down": {"graceful"},
 }
 
 
@@ -95,7 +101,7 @@ def parse_fault(body: Any) -> tuple[str, str, float, dict[str, Any]]:
         if "delay_s" not in body:
             raise FaultError("'delay_s' is required for kind delay")
         params["delay_s"] = _number(body, "delay_s", minimum=0.0)
-    elif kind == "drop":
+    elif kind in ("drop", "private_down"):
         graceful = body.get("graceful", False)
         if not isinstance(graceful, bool):
             raise FaultError("'graceful' must be true or false")

@@ -3,7 +3,10 @@
 
 Three aiohttp servers: Upbit (REST + WS) on one port, Binance (REST + WS) on
 another, the admin API on a third (always bound to 127.0.0.1). ``start()``
-returns the URL object of ARCHITECTURE section 5.
+returns the URL object of ARCHITECTURE section 5. The private streams ride on
+the venues' ports: Binance's user data stream (``binance_user_stream``: listenKey
+REST, ``/ws/<listenKey>``), Upbit's ``/websocket/v1/private`` (``upbit_private_ws``);
+``SimExchange.private`` holds them by venue.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from aiohttp import web
 from arbitrage.venue_rules import BINANCE, UPBIT
 from venues.sim.admin import Admin
 from venues.sim.binance_rest import BinanceRest
+from venues.sim.binance_user_stream import BinanceUserStream
 from venues.sim.binance_ws import INTERVALS, BinanceWs
 from venues.sim.config import TEST_KEYS, SimConfig
 from venues.sim.core import SimCore
+from venues.sim.upbit_private_ws import UpbitPrivateWs
 from venues.sim.upbit_rest import UpbitRest
 from venues.sim.upbit_ws import UpbitWs
 
@@ -47,20 +52,30 @@ class SimExchange:
         self.urls: dict[str, Any] = {}
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._hubs: list[UpbitWs | BinanceWs] = []
+        self._hubs: list[UpbitWs | BinanceWs | UpbitPrivateWs | BinanceUserStream] = []
+        self.private: dict[str, UpbitPrivateWs | BinanceUserStream] = {}
 
     async def start(self) -> dict[str, Any]:
         cfg = self.config
         core = self.core = SimCore(cfg)
         upbit_rest, upbit_ws = UpbitRest(core), UpbitWs(core)
         binance_rest, binance_ws = BinanceRest(core), BinanceWs(core)
-        self._hubs = [upbit_ws, binance_ws]
-        admin = Admin(core, {UPBIT: upbit_ws.drop_all, BINANCE: binance_ws.drop_all})
+        upbit_private, binance_user = UpbitPrivateWs(core), BinanceUserStream(core)
+        self.private = {UPBIT: upbit_private, BINANCE: binance_user}
+        self._hubs = [upbit_ws, binance_ws, upbit_private, binance_user]
+
+        def drop_every(*droppers: Callable[[bool], int]) -> Callable[[bool], int]:
+            return lambda graceful: sum(d(graceful) for d in droppers)
+        admin = Admin(core, {UPBIT: drop_every(upbit_ws.drop_all, upbit_private.drop_all),
+                             BINANCE: drop_every(binance_ws.drop_all, binance_user.drop_all)},
+                      private_droppers={UPBIT: upbit_private.drop_all, BINANCE: binance_user.drop_all})
 
         upbit_app = web.Application(middlewares=[upbit_rest.middleware()])
-        upbit_app.add_routes(upbit_rest.routes() + upbit_ws.routes())
+        upbit_app.add_routes(upbit_rest.routes() + upbit_ws.routes() + upbit_private.routes())
         binance_app = web.Application(middlewares=[binance_rest.middleware()])
-        binance_app.add_routes(binance_rest.routes() + binance_ws.routes())
+        # The user stream's /ws/<listenKey> goes before the public /ws/{tail}: first match wins.
+        binance_app.add_routes(binance_rest.routes() + binance_user.rest_routes() + binance_user.ws_routes()
+                               + binance_ws.routes())
         admin_app = web.Application(middlewares=[admin.loopback_only])
         admin_app.add_routes(admin.routes())
         try:
