@@ -73,6 +73,12 @@ class BudgetConfig:
                      "binance_weight_per_min", "binance_orders_per_10s", "binance_orders_per_day"):
             if not getattr(self, name) > 0:
                 errors.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if not errors:
+            for venue in (UPBIT, BINANCE):
+                for name, (limit, window) in self.limits(venue).items():
+                    if limit * (1.0 - self.margin) < 1.0:
+                        errors.append(f"{venue} {name}: {limit:g} per {window:g}s less the margin leaves "
+                                      "no whole request")
         if errors:
             raise ValueError("; ".join(errors))
 
@@ -204,6 +210,8 @@ class VenueBudget:
                     used = float(raw)
                 except ValueError:
                     continue
+                if not math.isfinite(used) or used < 0:
+                    continue  # garbage, not a venue's count
                 limit, _ = self.limits[name]
                 self._lower(name, limit * (1.0 - self.cfg.margin) - used, now)
         elif self.venue == UPBIT:

@@ -33,6 +33,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -72,8 +73,11 @@ class OrderOutcome:
 
 
 def num(x: float) -> str:
-    """A decimal string without exponent or trailing zeros (both venues refuse ``1e-05``)."""
-    text = f"{x:.10f}".rstrip("0").rstrip(".")
+    """The shortest decimal that reads back as ``x``, without exponent (both
+    venues refuse ``1e-05``) or float noise (``3567380.7``, not ``...0000002``)."""
+    text = format(Decimal(repr(round(float(x), 8))), "f")  # no venue takes more than 8 decimals
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return text or "0"
 
 
@@ -101,7 +105,7 @@ def classify_binance(status: int, code: Any, msg: str) -> str:
 
 
 def classify_upbit(status: int, name: str) -> str:
-    if status == 429:
+    if status in (418, 429):
         return "rate_limit"
     if status == 401 or name in ("jwt_verification", "nonce_used", "invalid_query_payload",
                                  "invalid_access_key", "expired_access_key", "no_authorization_ip",
@@ -166,11 +170,12 @@ def parse_upbit_order(o: Mapping[str, Any], cid: str, coin: str) -> OrderResult:
         status = "partially_filled" if filled > 0 else "cancelled"
     else:  # wait / watch
         status = "partially_filled" if filled > 0 else "open"
-    fee = _float(o.get("paid_fee")) if "paid_fee" in o else funds * UPBIT_TAKER_FEE
+    estimated = "paid_fee" not in o
+    fee = funds * UPBIT_TAKER_FEE if estimated else _float(o.get("paid_fee"))
     return OrderResult(client_order_id=str(o.get("identifier") or cid), venue_order_id=str(uid),
                        status=status, filled=filled, avg_price=avg, fee=fee, symbol=coin,
                        side="buy" if o.get("side") == "bid" else "sell", amount=volume,
-                       price=_float(o.get("price")), done=done)
+                       price=_float(o.get("price")), done=done, fee_estimated=estimated)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

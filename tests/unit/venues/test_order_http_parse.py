@@ -25,7 +25,7 @@ from venues.sim.engine import Fill, SimOrder
 
 
 @pytest.mark.parametrize(("x", "text"), [
-    (1e-5, "0.00001"), (0.00012, "0.00012"), (5e-9, "0.000000005"), (100_000.0, "100000"),
+    (1e-5, "0.00001"), (0.00012, "0.00012"), (4e-9, "0"), (2.6e-8, "0.00000003"), (100_000.0, "100000"),
     (143_500_000.0, "143500000"), (0.1 + 0.2, "0.3"), (1.5, "1.5"), (0.0, "0"), (99_990.01, "99990.01"),
     (2.5e-7, "0.00000025"), (1e15, "1000000000000000"), (42.10, "42.1")])
 def test_num_examples(x: float, text: str) -> None:
@@ -56,9 +56,6 @@ def test_num_of_grid_values_round_trips_without_exponent_or_trailing_zeros(k: in
         assert len(text.split(".")[1]) <= decimals
 
 
-@pytest.mark.xfail(strict=True, reason="num() formats with '%.10f', so a value >= ~1e6 with a fraction "
-                   "shows float noise: num(3567380.7) == '3567380.7000000002' (10 decimals, not the "
-                   "value meant; Binance refuses > 8 decimals with -1111)")
 @pytest.mark.parametrize("x", [3567380.7, 1234567.12345678])
 def test_num_of_a_large_value_with_a_fraction(x: float) -> None:
     assert Decimal(num(x)) == Decimal(repr(x))
@@ -136,9 +133,6 @@ def test_classify_upbit(status: int, name: str, kind: str) -> None:
     assert classify_upbit(status, name) == kind
 
 
-@pytest.mark.xfail(strict=True, reason="classify_upbit only treats 429 as rate_limit; Upbit's 418 (the "
-                   "block after continued 429s) is classified 'other', so OrderHttp._refused never "
-                   "calls budget.on_rate_limited for it (the module docs: 'a 429 / 418 blocks it')")
 def test_classify_upbit_418_is_a_rate_limit() -> None:
     assert classify_upbit(418, "") == "rate_limit"
 
@@ -372,9 +366,6 @@ def test_upbit_missing_paid_fee_estimates_it() -> None:
     assert r.fee == pytest.approx(1_435_000 * UPBIT_TAKER_FEE)
 
 
-@pytest.mark.xfail(strict=True, reason="parse_upbit_order estimates the fee (executed_funds x taker "
-                   "rate) when paid_fee is absent but leaves fee_estimated False, unlike "
-                   "parse_binance_order and OrderResult's docs")
 def test_upbit_estimated_fee_is_flagged() -> None:
     o = upbit_order()
     del o["paid_fee"]
