@@ -49,7 +49,8 @@ class WatchdogActor(RoleActor):
         symbols = tuple(cfg.venues.symbols)
         self.fresh = FreshnessMonitor({"upbit": (*symbols, "USDT"), "binance": symbols},
                                       wd.fail_closed_after_s, wd.restart_after_s, wd.clear_after_s,
-                                      time.monotonic)
+                                      time.monotonic, clear_after_samples=wd.clear_after_samples,
+                                      flap_window_s=wd.flap_window_s, clear_max_s=wd.clear_max_s)
         self.mem = MemoryGuard(wd.rss_limit_mb, wd.memory_drift_threshold, wd.memory_drift_window,
                                wd.min_recycle_interval_s, time.monotonic)
         self.longrun = LongRunTester(enabled=cfg.longrun.enabled, interval_loops=cfg.longrun.interval_loops,
@@ -66,6 +67,8 @@ class WatchdogActor(RoleActor):
 
     def _handle_book_top(self, msg: BookTop) -> None:
         self.fresh.on_quote(msg.venue, msg.symbol)
+        if self.fresh.any_failed:  # clear as soon as the hysteresis allows, not on the next tick
+            self._act(self.fresh.evaluate())
         if msg.exch_ts_ns and msg.recv_ts_ns:
             lag = (msg.recv_ts_ns - msg.exch_ts_ns) / 1e6
             prev = self.ws_lag_ms.get(msg.venue, lag)
@@ -109,16 +112,28 @@ class WatchdogActor(RoleActor):
         self.ctx.record_event("fail_closed" if active else "fail_closed_cleared",
                               {"key": k, "reason": reason})
 
-    def on_tick(self, now_ns: int) -> None:
-        for act in self.fresh.evaluate():
+    def warmth(self) -> tuple[bool, str]:
+        missing = sorted(f"{v}.{s}" for v, syms in self.fresh.required.items() for s in syms
+                         if (v, s) not in self.fresh.ever_seen)
+        if missing:
+            return False, "first quotes of " + ", ".join(missing)
+        return True, ""
+
+    def _act(self, actions: list) -> None:
+        for act in actions:
             if act.kind == "fail_closed":
                 self._fail_closed(act.key, True, act.reason)
             elif act.kind == "clear":
                 self._fail_closed(act.key, False, act.reason)
+            elif act.kind == "fresh_at_start":  # whatever a predecessor raised no longer holds
+                self.ctx.publish(FailClosed(source="watchdog", key=act.key, active=False, reason=act.reason))
             elif act.kind == "restart_feed":
                 feed = f"feed.{act.venue}"
                 self.ctx.record_event("restart", {"target": feed, "reason": act.reason})
                 self.ctx.to_supervisor(RestartRequest(actor=feed, reason=f"stale feed: {act.reason}"))
+
+    def on_tick(self, now_ns: int) -> None:
+        self._act(self.fresh.evaluate())
         ages = self.fresh.ages()
         c = self.ctx.counters
         for (venue, symbol), age in ages.items():

@@ -108,7 +108,13 @@ class FeedsConfig:
 class WatchdogConfig:
     fail_closed_after_s: float = 3.0
     restart_after_s: float = 6.0
-    clear_after_s: float = 2.0  # hysteresis: fresh this long before clearing
+    # Hysteresis (arbitrage.freshness): fresh this long, and this many quotes of
+    # each book, before a venue's fail-closed clears; doubled for every further
+    # trip within flap_window_s, up to clear_max_s.
+    clear_after_s: float = 0.3
+    clear_after_samples: int = 2
+    flap_window_s: float = 30.0
+    clear_max_s: float = 10.0
     check_interval_s: float = 0.25
     rss_limit_mb: float = 600.0
     memory_drift_threshold: float = 0.5
@@ -119,7 +125,8 @@ class WatchdogConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "fail_closed_after_s", "restart_after_s", "clear_after_s",
-                  "check_interval_s", "rss_limit_mb", "memory_drift_threshold")
+                  "check_interval_s", "rss_limit_mb", "memory_drift_threshold", "clear_after_samples",
+                  "flap_window_s", "clear_max_s")
 
 
 @dataclass(frozen=True, kw_only=True)
