@@ -2,7 +2,10 @@
 
 A role subclasses :class:`RoleActor`, declares what it subscribes to, and
 implements ``_handle_<message>`` methods (``_handle_book_top`` for
-``BookTop``). Unknown messages are counted and logged, never fatal. An
+``BookTop``). A role that needs something before it can serve trading (a
+baseline, a connection) overrides :meth:`RoleActor.warmth`; the shell
+publishes it as a ``WarmState`` on change and about once a second (with the
+heartbeat). Unknown messages are counted and logged, never fatal. An
 exception in a handler stops the actor (pykka ``tell`` semantics); the host
 then exits non-zero and the supervisor restarts the process.
 """
@@ -18,12 +21,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 
-from messages import Command, Message
+from messages import Command, Message, WarmState
 
 if TYPE_CHECKING:
     from supervisors.actor_context import ActorContext
 
 log = logging.getLogger("arbd.actor")
+
+# A WarmState is re-sent this often even unchanged: the bus's PUB drops what it
+# sends before the proxy's subscription reaches a freshly started process.
+WARM_REPUBLISH_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,9 @@ class RoleActor(pykka.ThreadingActor):
         self.host_run_lock = threading.Lock()
         self.host_ready = False
         self.host_inbounds_done = 0
+        self._warm: bool | None = None  # last reported (see _report_warmth)
+        self._warm_since_ns = time.time_ns()
+        self._warm_sent_at = 0.0
 
     # pykka runs every message, and on_stop, through _handle_receive (pinned
     # pykka 4): holding host_run_lock there covers subclasses' on_receive too.
@@ -158,6 +168,7 @@ class RoleActor(pykka.ThreadingActor):
         if type(message) is Beat:
             latency_ms = (time.time_ns() - message.sent_ns) / 1e6
             self.ctx.beat(latency_ms)
+            self._report_warmth()
             return None
         if type(message) is Tick:
             self.on_tick(message.now_ns)
@@ -194,7 +205,26 @@ class RoleActor(pykka.ThreadingActor):
         else:
             self.ctx.reply(cmd, ok=True, result=result)
 
+    def _report_warmth(self) -> None:
+        warm, waiting_for = self.warmth()
+        now = time.monotonic()
+        changed = warm != self._warm
+        if changed:
+            self._warm = warm
+            if not warm:
+                self._warm_since_ns = time.time_ns()
+        if changed or now - self._warm_sent_at >= WARM_REPUBLISH_S:
+            self._warm_sent_at = now
+            self.ctx.publish(WarmState(actor=self.ctx.name, incarnation=self.ctx.incarnation, warm=warm,
+                                       waiting_for="" if warm else waiting_for,
+                                       since_ns=self._warm_since_ns))
+
     # -- for subclasses ----------------------------------------------------
+    def warmth(self) -> tuple[bool, str]:
+        """``(True, "")`` when ready to serve trading, else ``(False, what it waits for)``.
+        Called on the actor thread with every heartbeat. Default: warm once started."""
+        return True, ""
+
     def on_command(self, command: str, args: dict[str, Any]) -> Any:
         raise CommandError("unknown_command", f"{self.ctx.name} has no command {command!r}")
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 from actors.base import RoleActor
@@ -11,6 +12,8 @@ from supervisors.metricnames import key
 from supervisors.publisher import ThreadPublisher
 from venues import make_adapter
 from venues.feed_client import FeedClient
+
+WARM_BOOK_AGE_S = 2.0  # a feed whose last book is older than this is not warm
 
 
 class FeedActor(RoleActor):
@@ -65,6 +68,14 @@ class FeedActor(RoleActor):
         for reason, n in s.bad_frames.items():
             c[key("c", "arbd_feed_bad_frames_total", venue=v, reason=reason)] = n
         c[key("g", "arbd_feed_connected", venue=v)] = 1.0 if s.connected else 0.0
+
+    def warmth(self) -> tuple[bool, str]:
+        s = self.client.snapshot()
+        if not s.connected:
+            return False, f"connection to {self.venue}" + (f" (last: {s.last_error})" if s.last_error else "")
+        if not s.last_top_ns or time.time_ns() - s.last_top_ns > WARM_BOOK_AGE_S * 1e9:
+            return False, f"books from {self.venue}"
+        return True, ""
 
     def on_command(self, command: str, args: dict[str, Any]) -> Any:
         if command == "feed_stats":

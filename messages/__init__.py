@@ -20,6 +20,7 @@ from messages.control import (
     SupervisorReport,
     TradingState,
 )
+from messages.lifecycle import WarmState
 from messages.market import BookTop, Level
 from messages.trading import (
     BUY_UPBIT,
@@ -40,5 +41,5 @@ __all__ = [
     "OrderStats", "PositionState", "RebalanceRequest", "Reply", "RestartRequest",
     "TradingState", "BookTop", "Level",
     "BUY_UPBIT", "SELL_UPBIT", "DirectionQuote", "GuardDecision", "Opportunity",
-    "OrderEvent", "OrderIntent", "OrderLeg", "VenueHealth",
+    "OrderEvent", "OrderIntent", "OrderLeg", "VenueHealth", "WarmState",
 ]

@@ -7,12 +7,35 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from messages import BookTop, OrderStats, PositionState, TradingState, decode
+from messages import BookTop, OrderStats, PositionState, TradingState, WarmState, decode
 from messages.codec import DecodeError
 from supervisors.status_execution import execution_status
 
 if TYPE_CHECKING:
     from supervisors.daemon import Daemon
+    from supervisors.supervisor import Child
+
+
+def _warmth(d: Daemon, c: Child, now_m: float, now_ns: int) -> dict[str, Any]:
+    """``warm``, ``waiting_for``, ``waiting_s`` of one actor: from the WarmState
+    its current incarnation published (actors.base), else from its process state."""
+    if c.state != "running":
+        since = c.started_at if c.state == "starting" else (c.last_hb_at or c.started_at)
+        return {"warm": False, "waiting_for": f"process ({c.state})",
+                "waiting_s": round(max(0.0, now_m - since), 3) if since else 0.0}
+    frame = d.bus.last.get(f"warm.{c.spec.name}".encode())
+    env = None
+    if frame is not None:
+        try:
+            env = decode(frame)
+        except DecodeError:
+            env = None
+    if env is None or type(env.msg) is not WarmState or env.msg.incarnation != c.incarnation:
+        return {"warm": False, "waiting_for": "first warm report",
+                "waiting_s": round(max(0.0, now_m - c.started_at), 3)}
+    m = env.msg
+    return {"warm": m.warm, "waiting_for": m.waiting_for,
+            "waiting_s": 0.0 if m.warm else round(max(0.0, (now_ns - m.since_ns) / 1e9), 3)}
 
 
 def _persisted_state(d: Daemon) -> dict[str, Any]:
@@ -38,6 +61,7 @@ def build_status(d: Daemon) -> dict[str, Any]:
             "heartbeat_age_s": round(now_m - c.last_hb_at, 3) if hb is not None else None,
             "rss_mb": round(hb.rss_mb, 1) if hb is not None else None,
             "loop_latency_ms": round(hb.loop_latency_ms, 3) if hb is not None else None,
+            **_warmth(d, c, now_m, now_ns),
         })
     feeds = []
     premium: dict[str, float] = {}

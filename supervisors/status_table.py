@@ -30,6 +30,15 @@ def _uptime(s: float) -> str:
     return f"{h}:{m:02d}:{sec:02d}"
 
 
+def _warm_cell(a: dict[str, Any], p: Paint) -> str:
+    """``yes``, or ``no`` with what the actor waits for and how long it has."""
+    if "warm" not in a:
+        return "-"
+    if a["warm"]:
+        return p("yes", "green")
+    return p("no", "yellow") + f"  waiting {a.get('waiting_s', 0.0):.1f}s for {a.get('waiting_for') or '?'}"
+
+
 def render(st: dict[str, Any], color: bool) -> str:
     p = Paint(color)
     ts = st["trading_state"]
@@ -41,7 +50,8 @@ def render(st: dict[str, Any], color: bool) -> str:
         + ("  " + p("FAIL-CLOSED", "red") + ": " + "; ".join(st["fail_closed_reasons"])
            if st["fail_closed"] else "  " + p("orders may flow", "green") if ts == "armed" else ""),
         "",
-        p(f"{'ACTOR':<14}{'STATE':<12}{'PID':>8}{'UPTIME':>10}{'RESTARTS':>10}{'HEARTBEAT':>11}{'RSS MB':>9}", "dim"),
+        p(f"{'ACTOR':<14}{'STATE':<12}{'PID':>8}{'UPTIME':>10}{'RESTARTS':>10}{'HEARTBEAT':>11}{'RSS MB':>9}"
+          f"  {'WARM':<5}", "dim"),
     ]
     for a in st["actors"]:
         col = {"running": "green", "starting": "yellow", "restarting": "yellow"}.get(a["state"], "red")
@@ -50,7 +60,8 @@ def render(st: dict[str, Any], color: bool) -> str:
         lines.append(
             f"{a['name']:<14}{state}{a['pid'] or '-':>8}"
             f"{_uptime(a['uptime_s']):>10}{a['restarts']:>10}"
-            f"{(f'{hb:.1f}s' if hb is not None else '-'):>11}{_num(a['rss_mb'], '{:.0f}'):>9}")
+            f"{(f'{hb:.1f}s' if hb is not None else '-'):>11}{_num(a['rss_mb'], '{:.0f}'):>9}  "
+            + _warm_cell(a, p))
     lines += ["", p(f"{'FEED':<18}{'BID':>16}{'ASK':>16}{'AGE':>8}", "dim")]
     for f in st["feeds"]:
         age = f["age_s"]

@@ -1,0 +1,84 @@
+"""Warm restart on a real paper daemon: the engine's baseline survives kill -9
+(state file, checked against live samples), a broken state file is one log
+line and a cold warm-up, and status says per actor whether it is warm and,
+if not, what it waits for."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.daemon import wait_until
+from tests.support.run_daemon import PAPER, SimDaemon, config, sim_runs
+
+pytestmark = pytest.mark.timeout(150)
+WARMUP_S = PAPER["baseline"]["warmup_s"]
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimDaemon]:
+    with sim_runs(tmp_path_factory.mktemp("warm")) as runs:
+        yield runs.make(config(PAPER))
+
+
+def engine(run: SimDaemon) -> dict:
+    return run.actor("engine")
+
+
+def state_file(run: SimDaemon):
+    return run.run.state_dir / "engine_baseline.json"
+
+
+def kill_engine(run: SimDaemon) -> float:
+    old = engine(run)["pid"]
+    t0 = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    run.wait_replaced("engine", old)
+    return t0
+
+
+def test_every_actor_reports_warmth_and_the_engine_waits_for_its_warm_up_at_first(paper: SimDaemon) -> None:
+    st = paper.status()
+    assert all({"warm", "waiting_for", "waiting_s"} <= set(a) for a in st["actors"]), st["actors"]
+    wait_until(lambda: all(a["warm"] for a in paper.status()["actors"]), WARMUP_S + 20, "every actor warm")
+    text = paper.arbctl("status").stdout
+    assert "WARM" in text and "yes" in text
+
+
+def test_a_killed_engine_comes_back_warm_from_its_state_file_within_seconds(paper: SimDaemon) -> None:
+    wait_until(lambda: engine(paper)["warm"], WARMUP_S + 20, "the engine warm")
+    wait_until(lambda: json.loads(state_file(paper).read_text())["symbols"], 5, "a saved baseline")
+    t0 = kill_engine(paper)
+    wait_until(lambda: engine(paper)["warm"], 5, "the restarted engine warm again")
+    assert time.monotonic() - t0 < 3.0 < WARMUP_S
+    assert "baseline restored for" in paper.stderr()
+    wait_until(lambda: "restored baseline BTC verified" in paper.stderr(), 3, "the verification's log line")
+
+
+@pytest.mark.parametrize("content", ["{\"version\": 1, \"ts\": 17", "\x00\x01garbage",
+                                     json.dumps({"version": 99, "ts": 0, "symbols": {}}),
+                                     json.dumps({"version": 1, "ts": 1.0, "symbols": {"BTC": {"value": 2, "n": 9}}})])
+def test_a_broken_or_old_state_file_is_one_log_line_and_a_cold_warm_up(paper: SimDaemon, content: str) -> None:
+    wait_until(lambda: engine(paper)["warm"], WARMUP_S + 20, "the engine warm")
+    lines_before = paper.stderr().count("baseline state unusable")
+    old = engine(paper)["pid"]
+    os.kill(old, signal.SIGSTOP)  # nothing rewrites the file while we break it
+    try:
+        state_file(paper).write_text(content)
+    finally:
+        os.kill(old, signal.SIGKILL)
+    paper.wait_replaced("engine", old)
+    def cold() -> dict | None:
+        a = engine(paper)
+        return a if not a["warm"] and "baseline warm-up" in a["waiting_for"] else None
+
+    e = wait_until(cold, 5, "the cold engine to say it waits for its baseline warm-up")
+    assert e["waiting_s"] < WARMUP_S and "checking restored" not in e["waiting_for"], e
+    assert paper.stderr().count("baseline state unusable") == lines_before + 1
+    wait_until(lambda: engine(paper)["warm"], WARMUP_S + 20, "the cold warm-up to finish")
+    assert engine(paper)["restarts"] >= 1 and paper.alive()
