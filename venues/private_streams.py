@@ -65,6 +65,18 @@ from venues.urls import REAL
 
 log = logging.getLogger("venues.private")
 
+
+class _InfoAndUp(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+# websockets logs the handshake at DEBUG: the Authorization header (Upbit's JWT) and
+# the request line (Binance's listenKey). Its connections log here, never below INFO.
+_wire_log = logging.getLogger("venues.private.wire")
+_wire_log.setLevel(logging.INFO)
+_wire_log.addFilter(_InfoAndUp())
+
 KEEPALIVE_S = 30 * 60.0
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD")
 _TOL = 1e-12
@@ -457,8 +469,7 @@ class _PrivateStream:
     async def _connect(self, url: str, headers: dict[str, str] | None = None) -> ClientConnection:
         return await connect(url, additional_headers=headers, open_timeout=self.open_timeout_s,
                              ping_interval=self.ping_interval_s, ping_timeout=self.ping_interval_s,
-                             close_timeout=1.0, max_size=1 << 22, compression="deflate",
-                             )
+                             close_timeout=1.0, max_size=1 << 22, compression="deflate", logger=_wire_log)
 
     async def _read(self, ws: ClientConnection) -> str:
         """Deliver frames until the socket ends; returns why it ended."""

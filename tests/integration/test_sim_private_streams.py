@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from aiohttp import web
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -22,7 +24,7 @@ from arbitrage.venue_rules import round_binance_qty, round_upbit_price, round_up
 from venues.private_streams import BalanceUpdate, BinanceUserStream, OrderUpdate, UpbitPrivateStream
 from venues.sim.auth import binance_signature, make_upbit_jwt
 from venues.sim.config import SimConfig
-from venues.sim.server import SimThread
+from venues.sim.server import SimExchange, SimThread
 from venues.sim.testing import admin
 
 LATENCY_BUDGET_S = 0.2
@@ -377,7 +379,8 @@ def test_upbit_ioc_remainder_and_no_fill_end_in_cancel(urls: dict[str, Any]) -> 
         async with aiohttp.ClientSession() as http:
             await seen.until(lambda: seen.up)
             await asyncio.sleep(0.05)
-            for _ in range(10):  # a bit more than the touch at its price: partial (unless the book moved)
+            for attempt in range(10):  # a bit more than the touch at its price: partial (unless the book moved)
+                await asyncio.sleep(0.15 if attempt else 0.0)  # within Upbit's 8 orders / 10 orderbooks a second
                 book = await upbit_book(http, urls)
                 c = cid("upart")
                 reply, _ = await upbit_ioc(http, urls, book[0][0], round_upbit_qty(book[0][1] + 0.001), c)
@@ -500,3 +503,71 @@ def test_private_down_fault_is_validated(urls: dict[str, Any]) -> None:
     status, reply = admin(urls, "POST", "/_sim/fault", {"venue": "binance", "kind": "private_down", "seconds": 0.1,
                                                         "graceful": True})
     assert status == 200 and reply["fault"]["kind"] == "private_down"
+
+
+def test_an_expired_listen_key_is_announced_and_the_client_moves_to_a_new_one() -> None:
+    async def go() -> tuple[int, list[bool], list[str]]:
+        sim = SimExchange(SimConfig(seed=12, update_hz=5))
+        sim_urls = await sim.start()
+        try:
+            hub = sim.private["binance"]
+            hub.validity_s = 0.3  # keys die fast; the client keeps its 30 min keepalive
+            seen = Seen()
+            s = stream(sim_urls, "binance", seen)
+            await seen.until(lambda: seen.up)
+            async with connect(sim_urls["binance"]["ws"] + "/" + next(iter(hub.keys))) as raw:
+                note = json.loads(await asyncio.wait_for(raw.recv(), 5))  # a second socket on the key sees why
+            await seen.until(lambda: s.keys_fetched >= 2 and seen.up)
+            await s.close()
+            return s.keys_fetched, [st[2] for st in seen.states], [note["e"], note["listenKey"]]
+        finally:
+            await sim.stop()
+    fetched, states, note = run(go())
+    assert fetched >= 2 and states[:3] == [True, False, True]
+    assert note[0] == "listenKeyExpired" and len(note[1]) == 60
+
+
+def test_malformed_frames_are_logged_in_one_line_and_skipped_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    """A stand-in Upbit private endpoint that sends garbage between good frames."""
+    frames = [b"\xff\xfe garbage", b'{"type":"myOrder","code":', b'{"status":"UP"}',
+              json.dumps({"type": "myAsset", "assets": [{"currency": "KRW", "balance": 5.0, "locked": 1.0}],
+                          "timestamp": 1710146517267}).encode()]
+    keys = {"apiKey": "SECRET-ACCESS-KEY-123", "secret": "SECRET-SECRET-456"}
+    auth_seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        auth_seen.append(request.headers.get("Authorization", ""))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()  # the subscription
+        for f in frames:
+            await ws.send_bytes(f)
+        await ws.receive()  # until the client goes
+        return ws
+
+    async def go() -> tuple[Seen, int]:
+        app = web.Application()
+        app.add_routes([web.get("/websocket/v1/private", handler)])
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            seen = Seen()
+            s = UpbitPrivateStream(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/websocket/v1", keys,
+                                   on_order=seen.on_order, on_balance=seen.on_balance, on_state=seen.on_state)
+            s.start()
+            await seen.until(lambda: seen.balances)
+            await s.close()
+            return seen, s.malformed
+        finally:
+            await runner.cleanup()
+    with caplog.at_level(logging.DEBUG):
+        seen, malformed = run(go())
+    assert malformed == 2 and seen.balances[0][1].free == {"KRW": 5.0}
+    lines = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    token = auth_seen[0].removeprefix("Bearer ")
+    assert token and all(secret not in r.getMessage() for r in caplog.records
+                         for secret in (*keys.values(), token))

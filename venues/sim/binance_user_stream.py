@@ -201,8 +201,14 @@ class BinanceUserStream:
             entry.timer.cancel()
         note = dumps({"e": "listenKeyExpired", "E": int(time.time() * 1000), "listenKey": key})
         for conn in list(entry.conns):
-            conn.send_text(note)
-            asyncio.ensure_future(conn.close(1000, "listenKey expired"))
+            asyncio.ensure_future(self._last_word(conn, note))
+
+    @staticmethod
+    async def _last_word(conn: _UserConn, note: str) -> None:
+        # Sent directly: a frame queued just before close() would be dropped by the writer.
+        with contextlib.suppress(Exception):
+            await conn.ws.send_str(note)
+        await conn.close(1000, "listenKey expired")
 
     # -- faults -----------------------------------------------------------------------
 
