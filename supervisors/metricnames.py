@@ -13,7 +13,8 @@ LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.
                      0.25, 0.5, 1.0, 2.5)
 
 
-def key(kind: str, metric: str, **labels: str) -> str:
+def key(kind: str, metric: str, /, **labels: str) -> str:
+    # Positional-only: a label may be called "kind" (arbd_venue_rejects_total{kind=...}).
     if not labels:
         return f"{kind}.{metric}"
     return f"{kind}.{metric}|" + ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

@@ -490,6 +490,9 @@ def test_an_unreadable_order_reply_never_sends_the_order_twice(sim, body: str, g
     try:
         gw = _gateway({**{v: p.start() for v, p in proxies.items()}, **ws}, results, monkeypatch, tmp_path)
         try:
+            if stream == "stream-up":  # an update the stream sends before it is subscribed is lost
+                wait_until(lambda: all(h["stream_up"] for h in gw.health().values()) or None, 15,
+                           "both private streams up")
             cids = {}
             for venue in ("upbit", "binance"):
                 cid = f"bad{int(garble_lookups)}-{venue[0]}-{time.monotonic_ns() % 10**12}"  # <= 36 chars
