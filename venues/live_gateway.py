@@ -105,8 +105,8 @@ class LiveGateway:
             if keys is None:
                 continue
             self.http[venue] = OrderHttp(venue, url.rest, keys, self.budgets[venue],
-                                         timeout_s=self.exe.order_timeout_s,
-                                         budget_wait_s=self.exe.budget_wait_s)
+                                         timeout_s=self.exe.order_timeout_s)
+            self._tasks.append(asyncio.ensure_future(self.http[venue].warm()))
             stream_cls = UpbitPrivateStream if venue == UPBIT else BinanceUserStream
             self.streams[venue] = stream_cls(url.rest, url.ws, keys, on_order=self._on_order,
                                              on_balance=self._on_balance, on_state=self._on_stream_state)

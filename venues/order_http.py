@@ -250,9 +250,10 @@ class OrderHttp:
         status, headers, data = await self._send("POST", "/api/v3/order", body=body,
                                                  headers={"X-MBX-APIKEY": self.api_key,
                                                           "Content-Type": "application/x-www-form-urlencoded"})
-        if status == 200 and isinstance(data, Mapping):
+        if 200 <= status < 300:  # taken, but what became of it only a readable reply says
             try:
-                return OrderOutcome(parse_binance_order(data, cid, coin))
+                if isinstance(data, Mapping):
+                    return OrderOutcome(parse_binance_order(data, cid, coin))
             except ValueError:
                 pass
             raise UnclearSend("binance: unreadable order reply")
@@ -265,9 +266,10 @@ class OrderHttp:
         status, headers, data = await self._send("POST", "/v1/orders", body=json.dumps(dict(params)),
                                                  headers={"Authorization": f"Bearer {token}",
                                                           "Content-Type": "application/json"})
-        if status in (200, 201) and isinstance(data, Mapping):
+        if 200 <= status < 300:
             try:
-                return OrderOutcome(parse_upbit_order(data, cid, coin))
+                if isinstance(data, Mapping):
+                    return OrderOutcome(parse_upbit_order(data, cid, coin))
             except ValueError:
                 pass
             raise UnclearSend("upbit: unreadable order reply")
