@@ -19,6 +19,11 @@ ACCEPT_SLACK_S = 1.0
 STALE_AFTER_S = 3.0  # watchdog.fail_closed_after_s (shipped default)
 FRESH_BELOW_S = 1.0
 RECOVERY_LIMIT_S = 20.0
+# Orders a strategy decides on a fresh opportunity (repairs - unwind, complete -
+# are priced off the last one on purpose and may go while quotes are stale).
+DECIDED_ON_QUOTES = ("open", "close")
+MAX_QUOTE_AGE_S = 2.0  # engine.max_quote_age_s (shipped default)
+BUS_BOOK_SLACK_S = 0.5  # the bus carries a thinned copy of the books (ten a second)
 ESCALATION_EXIT = 2
 TRADE_PATH = ("feed.upbit", "feed.binance", "engine", "position", "guard", "executor", "watchdog")
 
@@ -34,6 +39,10 @@ class Analysis:
     orders: int = 0
     peak_exposure_krw: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
+    # role -> {"running": [s], "trading": [s]}: kill -> replacement heartbeating,
+    # kill -> next order the exchange accepted that was decided after the kill
+    per_role: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    rate_share: float | None = None  # orders/s during the schedule / undisturbed
 
 
 def _after(samples: list[Sample], t_ns: int) -> list[Sample]:
@@ -104,6 +113,84 @@ def quote_gap(venue: str, rec: FaultRecord, books: dict[str, list[int]], horizon
         return None
     gaps = [ts[0] - rec.start_ns] + [b - a for a, b in zip(ts, ts[1:], strict=False)]
     return max(gaps) / 1e9
+
+
+def trading_again(killed_ns: int, accepted: list[tuple[int, str]], created: dict[str, int]) -> float | None:
+    """Kill -> the first order the exchange accepted that was decided (written to
+    the ledger) after the kill: what "recovered" means to a trader."""
+    for ts, cid in accepted:
+        if ts > killed_ns and created.get(cid, 0) > killed_ns:
+            return (ts - killed_ns) / 1e9
+    return None
+
+
+def order_rate_share(r: ChaosResult, accepted: list[tuple[int, str]]) -> tuple[float, float, float] | None:
+    """(undisturbed orders/s, orders/s during the schedule, their ratio), or None without a yardstick."""
+    a, b = r.undisturbed_ns
+    if not a or b <= a or not r.records:
+        return None
+    c0 = r.schedule_start_ns
+    c1 = max(rec.end_ns or rec.start_ns for rec in r.records) + 3_000_000_000
+    c1 = min(c1, r.halted_at_ns or c1)
+    base = sum(1 for t, _ in accepted if a <= t < b) / ((b - a) / 1e9)
+    chaos = sum(1 for t, _ in accepted if c0 <= t < c1) / ((c1 - c0) / 1e9)
+    return base, chaos, (chaos / base if base else 0.0)
+
+
+def undisturbed_wait(r: ChaosResult, accepted: list[tuple[int, str]]) -> dict[str, float]:
+    """From an instant of undisturbed trading (every 0.1 s) to the next accepted
+    order: the floor under "kill -> trading again" (orders come in bursts)."""
+    import bisect
+
+    a, b = r.undisturbed_ns
+    ts = [t for t, _ in accepted]
+    waits = []
+    for t in range(a, b - 3_000_000_000, 100_000_000) if a else ():
+        i = bisect.bisect_right(ts, t)
+        if i < len(ts):
+            waits.append((ts[i] - t) / 1e9)
+    return inv.percentiles(waits, (50, 95))
+
+
+def cold_engine_orders(r: ChaosResult, rows: list[Any], kills: list[int]) -> list[str]:
+    """An order decided on quotes after the engine was killed, for a symbol the
+    new engine had not yet published an opportunity for (so: priced off a cold
+    or unchecked baseline, or off nothing). The engine only publishes with a
+    trusted baseline (tests/unit/arbitrage/test_baseline_restore.py)."""
+    out = []
+    tol = int(IN_FLIGHT_TOLERANCE_S * 1e9)
+    for i, k in enumerate(sorted(kills)):
+        nxt = sorted(kills)[i + 1] if i + 1 < len(kills) else r.end_ns
+        for row in rows:
+            if row.action not in DECIDED_ON_QUOTES or not k + tol < row.created_ns < nxt:
+                continue
+            first = min((t for (_, sym), t in r.first_opp.items() if sym == row.symbol and t > k), default=None)
+            if first is None or row.created_ns < first - 50_000_000:
+                out.append(f"{row.client_order_id} ({row.action} {row.symbol}) decided "
+                           f"{(row.created_ns - k) / 1e9:.2f}s after an engine kill, before the new engine's "
+                           "first opportunity for it (cold or unchecked baseline)")
+    return out
+
+
+def stale_quote_orders(r: ChaosResult, rows: list[Any]) -> list[str]:
+    """An order decided on quotes while its venue's quotes were older than the
+    engine's limit (seen on the bus, which carries a thinned copy)."""
+    import bisect
+
+    out = []
+    limit = int((MAX_QUOTE_AGE_S + BUS_BOOK_SLACK_S) * 1e9)
+    books = {v: sorted(ts) for v, ts in r.books.items()}
+    start = r.schedule_start_ns or 0
+    for row in rows:
+        ts = books.get(row.venue)
+        if row.action not in DECIDED_ON_QUOTES or not ts or row.created_ns < start:
+            continue
+        i = bisect.bisect_right(ts, row.created_ns)
+        if i == 0 or row.created_ns - ts[i - 1] > limit:
+            age = (row.created_ns - ts[i - 1]) / 1e9 if i else float("inf")
+            out.append(f"{row.client_order_id} ({row.action} {row.venue} {row.symbol}) decided on quotes "
+                       f"{age:.2f}s old")
+    return out
 
 
 def _venue_of(rec: FaultRecord) -> str | None:
@@ -188,7 +275,31 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
             if g is not None:
                 a.quote_gap_s.append(g)
 
-    # 5. no orphan
+    # 5. kill -> trading again, per role; nothing decided on a cold engine or stale quotes
+    created = {row.client_order_id: row.created_ns for row in rows}
+    accepted = sorted((int(o["ts_ns"]), o["client_order_id"]) for o in r.sim_orders)
+    for rec in r.records:
+        killed = rec.fault.kind in ("kill", "kill_midsend") or "killed by the supervisor" in rec.note
+        if not killed or not rec.pid or rec.note.startswith("could not apply"):
+            continue
+        killed_ns = kill_time_ns(rec, r.restart_log)
+        role = a.per_role.setdefault(rec.fault.target, {"running": [], "trading": []})
+        t = kill_recovery(rec, r.samples, killed_ns)
+        if t is not None:
+            role["running"].append(t)
+        t = trading_again(killed_ns, accepted, created)
+        role["trading"].append(t if t is not None else float("inf"))
+    engine_kills = [kill_time_ns(x, r.restart_log) for x in r.records
+                    if x.fault.target == "engine" and x.pid and x.fault.kind in ("kill", "sigstop")
+                    and not x.note.startswith("could not apply")
+                    and (x.fault.kind == "kill" or "killed by the supervisor" in x.note)]
+    p += cold_engine_orders(r, rows, engine_kills)[:10]
+    p += stale_quote_orders(r, rows)[:10]
+    share = order_rate_share(r, accepted)
+    if share is not None:
+        a.rate_share = share[2]
+
+    # 6. no orphan
     if r.leaked:
         p.append(f"processes outlived the daemon: {r.leaked}")
 
@@ -209,7 +320,29 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
         "longest quote gap per feed fault: " + _fmt(qg),
         f"closed windows: {len(guard_windows)} (guard), {len(status_windows)} (status)",
     ]
+    a.stats["per_role"] = {}
+    for name in sorted(a.per_role):
+        d = a.per_role[name]
+        run_p, trade_p = inv.percentiles(d["running"], (50, 95)), inv.percentiles(d["trading"], (50, 95))
+        a.stats["per_role"][name] = {"kill_to_running_s": run_p, "kill_to_trading_s": trade_p}
+        a.lines.append(f"  {name:<13} kill -> heartbeating {_p5095(run_p)}   kill -> trading again "
+                       f"{_p5095(trade_p)}")
+    floor = undisturbed_wait(r, accepted)
+    if floor.get("n"):
+        a.stats["undisturbed_next_order_s"] = floor
+        a.lines.append(f"  (undisturbed: any instant -> next accepted order {_p5095(floor)})")
+    if share is not None:
+        a.stats["orders_per_s"] = {"undisturbed": round(share[0], 3), "chaos": round(share[1], 3),
+                                   "share": round(share[2], 3)}
+        a.lines.append(f"orders/s: undisturbed {share[0]:.2f}, during chaos {share[1]:.2f} "
+                       f"({100 * share[2]:.0f} % of undisturbed)")
     return a
+
+
+def _p5095(p: dict[str, float]) -> str:
+    if not p.get("n"):
+        return "n=0"
+    return f"n={int(p['n'])} p50 {p['p50']:.2f}s p95 {p['p95']:.2f}s"
 
 
 def _fmt(p: dict[str, float]) -> str:

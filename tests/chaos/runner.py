@@ -36,10 +36,10 @@ from typing import Any
 import psutil
 import zmq
 
-from messages import BookTop, DecodeError, OrderEvent, TradingState, decode
+from messages import BookTop, DecodeError, Opportunity, OrderEvent, TradingState, WarmState, decode
 from supervisors.control import ControlClient, ControlError
 from tests.chaos.schedule import Fault
-from tests.support.daemon import DaemonRun, free_port, wait_until
+from tests.support.daemon import DaemonRun, deep_merge, free_port, wait_until
 from venues.sim.config import TEST_KEYS
 
 # Shipped supervision defaults are used on purpose (liveness 3 s, intensity
@@ -55,7 +55,11 @@ def chaos_config() -> dict[str, Any]:
         "metrics": {"port": free_port()},
         "live_trading": {"enabled": True, "dry_run_scale": 1.0, "allowed_symbols": ["BTC", "ETH", "XRP"],
                          "max_notional_per_trade": 500.0, "max_daily_loss": 1000.0},
-        "baseline": {"time_constant_s": 120, "warmup_s": 5, "warmup_samples": 20},
+        # The restored baseline is checked against the live median premium: the
+        # tolerance must exceed the market's own excursions around its baseline
+        # (sim.premium_vol_pct=1.5 below: a stationary spread of ~1.5 points).
+        "baseline": {"time_constant_s": 120, "warmup_s": 5, "warmup_samples": 20,
+                     "restore_tolerance_pct": 4.0},
         "strategy": {"cooldown_s": 3, "max_hold_s": 60},
         "position_adv": {"max_exposure_krw": MAX_EXPOSURE_KRW},
     }
@@ -204,7 +208,7 @@ class StatusPoller(threading.Thread):
 
 
 class BusMonitor(threading.Thread):
-    TOPICS = (b"state", b"order.", b"book.")
+    TOPICS = (b"state", b"order.", b"book.", b"opp.", b"warm.")
 
     def __init__(self, bus_out: str) -> None:
         super().__init__(name="chaos-bus", daemon=True)
@@ -212,6 +216,10 @@ class BusMonitor(threading.Thread):
         self.states: list[StateObs] = []
         self.order_events: list[tuple[int, OrderEvent]] = []
         self.books: dict[str, list[int]] = {"upbit": [], "binance": []}
+        # The first opportunity each engine incarnation published per symbol
+        # (arrival time), and every WarmState (arrival, actor, incarnation, warm).
+        self.first_opp: dict[tuple[int, str], int] = {}
+        self.warm: list[tuple[int, str, int, bool]] = []
         self.decode_errors = 0
         self.sent = threading.Event()
         self.ready = threading.Event()
@@ -245,14 +253,19 @@ class BusMonitor(threading.Thread):
             self.decode_errors += 1
             return
         try:
-            msg = decode(parts[1]).msg
+            env = decode(parts[1])
         except DecodeError:
             self.decode_errors += 1
             return
+        msg = env.msg
         if type(msg) is BookTop:
             self.books.setdefault(msg.venue, []).append(t)
         elif type(msg) is TradingState:
             self.states.append(StateObs(msg.ts_ns, msg.state, msg.fail_closed, msg.reasons))
+        elif type(msg) is Opportunity:
+            self.first_opp.setdefault((env.incarnation, msg.symbol), t)
+        elif type(msg) is WarmState:
+            self.warm.append((t, msg.actor, msg.incarnation, msg.warm))
         elif type(msg) is OrderEvent:
             self.order_events.append((t, msg))
             if msg.status == "sent":
@@ -287,20 +300,26 @@ class ChaosResult:
     books: dict[str, list[int]] = field(default_factory=dict)
     status_failures: int = 0
     settle_notes: list[str] = field(default_factory=list)
+    first_opp: dict[tuple[int, str], int] = field(default_factory=dict)
+    warm: list[tuple[int, str, int, bool]] = field(default_factory=list)
+    undisturbed_ns: tuple[int, int] = (0, 0)  # a stretch of trading before the schedule, for comparison
 
 
 class ChaosRun:
     """One daemon, one schedule. Use as a context manager; ``execute()`` does it all."""
 
     def __init__(self, seed: int, schedule: list[Fault], *, root: Path | None = None,
-                 max_runtime_s: float = 900.0, log: Any = print) -> None:
+                 max_runtime_s: float = 900.0, log: Any = print, undisturbed_s: float = 0.0,
+                 tail_s: float = 0.0, overrides: dict[str, Any] | None = None) -> None:
+        self.undisturbed_s = undisturbed_s  # trading undisturbed before the schedule (a yardstick)
+        self.tail_s = tail_s  # ... and after its last fault, before the run settles and halts
         self.seed = seed
         self.schedule = schedule
         self._tmp = None
         if root is None:
             self._tmp = tempfile.mkdtemp(prefix="arbd-chaos-", dir="/tmp")
             root = Path(self._tmp)
-        self.run = DaemonRun(root / "d", chaos_config())
+        self.run = DaemonRun(root / "d", deep_merge(chaos_config(), overrides or {}))
         self.run.env.update(key_env())
         self.max_runtime_s = max_runtime_s
         self.log = log
@@ -362,6 +381,10 @@ class ChaosRun:
     def execute(self) -> ChaosResult:
         """Start, arm, run the schedule, settle, halt, collect, stop."""
         self.start()
+        if self.undisturbed_s > 0:  # trading undisturbed: the yardstick for the rate under chaos
+            a = now_ns()
+            threading.Event().wait(self.undisturbed_s)  # a measured stretch, not a synchronisation
+            self.result.undisturbed_ns = (a, now_ns())
         t0 = time.monotonic()
         self.result.schedule_start_ns = now_ns()
         for fault in self.schedule:
@@ -372,6 +395,8 @@ class ChaosRun:
                 self.result.settle_notes.append(f"daemon exited before {fault.describe()}")
                 break
             self.apply(fault)
+        if self.tail_s > 0 and self.run.alive():
+            threading.Event().wait(self.tail_s)  # trading after the last fault, as measured time
         self.finish()
         return self.result
 
@@ -405,6 +430,7 @@ class ChaosRun:
         r.samples = list(self.poller.samples)
         r.states = list(self.bus.states)
         r.books = {v: list(ts) for v, ts in self.bus.books.items()}
+        r.first_opp, r.warm = dict(self.bus.first_opp), list(self.bus.warm)
         r.sim_orders, r.sim_orders_at_ns = self.poller.sim_orders, self.poller.sim_orders_at_ns
         r.status_failures = self.poller.failures
         r.restart_log = self.run.restart_log()

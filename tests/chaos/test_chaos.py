@@ -181,6 +181,62 @@ def test_live_trading_survives_the_short_chaos_schedule_with_every_invariant_int
     _run_and_check(_seed(1), SHORT_SECONDS, SHORT_GAP_S)
 
 
+# -- warm restart: kill -> trading again ------------------------------------------------
+
+WARM_ROLES = ("engine", "position", "feed.upbit", "feed.binance")
+# The executor's start is being reworked separately (issue 13, "Executor start"):
+# its figure is reported, not asserted, until that lands.
+REPORT_ONLY = ("executor",)
+TRADING_AGAIN_P95_S = 3.0
+WARM_KILLS_PER_ROLE = 3
+WARM_GAP_S = 3.0
+UNDISTURBED_S = 10.0
+TAIL_S = 5.0
+# Trade densely enough that "the next order" measures recovery, not the market:
+# a 1 s cool-down puts the undisturbed wait for the next order at p95 ~1 s.
+WARM_OVERRIDES = {"strategy": {"cooldown_s": 1}}
+
+
+def warm_restart_schedule() -> list[Fault]:
+    """Round-robin kill -9 of each role (3 each, the executor twice) every 3 s:
+    each role is killed every 15 s, within the restart intensity (5 in 30 s)."""
+    order = [r for _ in range(WARM_KILLS_PER_ROLE) for r in (*WARM_ROLES, *REPORT_ONLY)][:-1]
+    return [Fault(round(1.0 + i * WARM_GAP_S, 2), "kill", role) for i, role in enumerate(order)]
+
+
+def test_the_warm_restart_schedule_kills_each_role_within_the_restart_budget() -> None:
+    s = warm_restart_schedule()
+    assert {f.target for f in s} == {*WARM_ROLES, *REPORT_ONLY}
+    assert all(sum(f.target == r for f in s) == WARM_KILLS_PER_ROLE for r in WARM_ROLES)
+    assert restart_budget_ok(s) and s[-1].at_s < 50
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_role_trades_again_within_seconds_and_never_on_a_cold_or_stale_state() -> None:
+    """kill -9 of engine, position and each feed during live_trading: the next
+    order the exchange accepts (decided after the kill) comes within 3 s, p95
+    over the kills of that role; no order is decided on a cold or unchecked
+    engine baseline or on stale quotes in between, and every other chaos
+    invariant holds. Reports kill -> heartbeating and kill -> trading again
+    per role, and the order rate under chaos as a share of undisturbed trading."""
+    schedule = warm_restart_schedule()
+    with ChaosRun(_seed(5), schedule, undisturbed_s=UNDISTURBED_S, tail_s=TAIL_S, overrides=WARM_OVERRIDES) as run:
+        result = run.execute()
+    a = analyse(result)
+    print("\n".join(a.lines))
+    slow = []
+    for role in (*WARM_ROLES, *REPORT_ONLY):
+        p95 = inv.percentiles(a.per_role.get(role, {}).get("trading", []), (95,)).get("p95", float("inf"))
+        if p95 > TRADING_AGAIN_P95_S:
+            msg = f"{role}: kill -> trading again p95 {p95:.2f}s > {TRADING_AGAIN_P95_S:g}s"
+            if role in REPORT_ONLY:
+                print(msg + " (REPORT ONLY: the executor's start is not warm yet, see issue 13)")
+            else:
+                slow.append(msg)
+    assert not a.problems, "\n".join(a.problems[:40])
+    assert not slow, "\n".join(slow)
+
+
 @pytest.mark.chaos_long
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("seed", [_seed(11), _seed(11) + 1])
