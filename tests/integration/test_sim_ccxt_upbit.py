@@ -92,11 +92,13 @@ def test_limit_order_lifecycle_by_uuid_and_identifier(urls: dict[str, Any]) -> N
 
 
 def test_market_sell_and_market_buy_by_cost_fill_with_krw_fees(urls: dict[str, Any]) -> None:
-    async def go(ex: Any) -> tuple[Any, Any]:
-        sell = await ex.create_order("ETH/KRW", "market", "sell", 0.01)
+    async def go(ex: Any) -> tuple[Any, Any, Any]:
+        created = await ex.create_order("ETH/KRW", "market", "sell", 0.01)
         buy = await ex.create_order("XRP/KRW", "market", "buy", None, None, {"cost": 20_000})
-        return sell, await ex.fetch_order(buy["id"])
-    sell, buy = run_with(urls, go)
+        return created, await ex.fetch_order(created["id"]), await ex.fetch_order(buy["id"])
+    created, sell, buy = run_with(urls, go)
+    # Upbit answers an order request as accepted ("wait", nothing executed); the fill is looked up.
+    assert created["status"] == "open" and not created["filled"]
     assert sell["status"] == "closed" and sell["filled"] == pytest.approx(0.01)
     assert sell["fee"]["currency"] == "KRW"
     assert buy["status"] == "closed" and buy["cost"] == pytest.approx(20_000, abs=1)
@@ -156,8 +158,13 @@ def test_post_body_is_hashed_in_the_order_sent(urls: dict[str, Any]) -> None:
     body = {"market": "KRW-XRP", "side": "ask", "volume": "10", "ord_type": "market"}
     token = make_upbit_jwt(keys["apiKey"], keys["secret"], list(body.items()))
     status, order, headers = raw(urls, "POST", "/v1/orders", token, body)
-    assert status == 201 and order["state"] == "done" and order["executed_volume"] == "10"
+    assert status == 201 and order["state"] == "wait" and order["volume"] == "10"
+    assert order["executed_volume"] == "0" and order["locked"] == "10"  # as accepted: the sell locks its volume
     assert headers["Remaining-Req"].startswith("group=order; min=1800; sec=")
+    ident = [("uuid", order["uuid"])]
+    status, done, _ = raw(urls, "GET", "/v1/order?uuid=" + order["uuid"],
+                          make_upbit_jwt(keys["apiKey"], keys["secret"], ident))
+    assert status == 200 and done["state"] == "done" and done["executed_volume"] == "10"
 
 
 def test_past_the_rate_limit_upbit_answers_plain_text_429() -> None:

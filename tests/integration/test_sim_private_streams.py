@@ -384,7 +384,9 @@ def test_upbit_ioc_remainder_and_no_fill_end_in_cancel(urls: dict[str, Any]) -> 
                 book = await upbit_book(http, urls)
                 c = cid("upart")
                 reply, _ = await upbit_ioc(http, urls, book[0][0], round_upbit_qty(book[0][1] + 0.001), c)
-                if float(reply["executed_volume"]) > 0 and reply["state"] == "cancel":
+                assert reply["state"] == "wait"  # the reply is the acceptance; the stream tells the rest
+                final = (await seen.until(lambda: (ev := seen.for_order(c)) and ev[-1][1].done and ev))[-1][1]
+                if final.status == "partially_filled":
                     break
             else:
                 raise AssertionError("no partial fill in 10 tries")

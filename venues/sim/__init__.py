@@ -38,6 +38,10 @@ come from ``arbitrage.venue_rules``. Prices: BTC ~68,000 USD, ETH ~3,500, XRP ~0
 USDT/KRW ~1,400, kimchi premium ~2 % (mean-reverting, regime switches, jumps);
 the same seed gives the same price path.
 
+Orders: an Upbit ``POST /v1/orders`` is answered as accepted (``state: "wait"``, nothing
+executed), as the venue does; the fill is on ``myOrder`` or ``GET /v1/order``. A Binance
+order answers with its fills (``newOrderRespType=FULL``, the default for LIMIT).
+
 Admin (loopback only): ``GET /_sim/orders`` (every order ever received, rejected ones
 too: ``venue, client_order_id, symbol, side, type, price, qty, status, filled, ts_ns``
 plus ``coin, tif, quote_qty, cost, fee, order_id, reason``), ``GET /_sim/balances``,

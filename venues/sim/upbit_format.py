@@ -167,3 +167,26 @@ def order_json(o: SimOrder, fee_rate: float, *, with_trades: bool = False,
             "created_at": iso_kst(f.ts_ms), "side": side,
         } for f in o.fills]
     return out
+
+
+def accepted_json(o: SimOrder, fee_rate: float) -> dict[str, Any]:
+    """``POST /v1/orders``' reply: the order as the venue took it, before any match.
+
+    Upbit answers an order request once it is accepted, with ``state: "wait"``,
+    nothing executed and the funds it locked (the reference's example reply,
+    exchange_protocols.md C.4, and docs.upbit.com/kr/reference/new-order); what
+    it then matched comes on ``myOrder`` or from ``GET /v1/order``. An IOC that
+    filled at once is therefore still ``wait`` here, as on the venue.
+    """
+    out = order_json(o, fee_rate)
+    volume = o.qty if out["volume"] is not None else None
+    reserved = float(out["reserved_fee"] or 0.0)
+    if o.side == "buy":
+        spend = o.quote_qty if o.quote_qty is not None else (o.price or 0.0) * (o.qty or 0.0)
+        locked = spend + reserved
+    else:
+        locked = o.qty or 0.0
+    out.update({"state": "wait", "remaining_volume": num(volume), "remaining_fee": num(reserved),
+                "paid_fee": num(0.0), "locked": num(locked), "executed_volume": num(0.0),
+                "executed_funds": num(0.0), "trades_count": 0})
+    return out

@@ -335,7 +335,7 @@ class UpbitRest:
             return error_response(400, f"create_{side_word}_error", "주문 요청 정보가 올바르지 않습니다.")
         if order.fills:
             self.core.notify_book(UPBIT, coin)
-        return json_response(fmt.order_json(order, UPBIT_TAKER_FEE), status=201)
+        return json_response(fmt.accepted_json(order, UPBIT_TAKER_FEE), status=201)
 
     def _fill_terms(self, order: SimOrder, params: dict[str, Any], coin: str, side_word: str) -> None:
         if params.get("side") not in ("bid", "ask"):
