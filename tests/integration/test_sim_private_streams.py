@@ -385,7 +385,7 @@ def test_upbit_ioc_remainder_and_no_fill_end_in_cancel(urls: dict[str, Any]) -> 
                 c = cid("upart")
                 reply, _ = await upbit_ioc(http, urls, book[0][0], round_upbit_qty(book[0][1] + 0.001), c)
                 assert reply["state"] == "wait"  # the reply is the acceptance; the stream tells the rest
-                final = (await seen.until(lambda: (ev := seen.for_order(c)) and ev[-1][1].done and ev))[-1][1]
+                final = (await seen.until(lambda c=c: (ev := seen.for_order(c)) and ev[-1][1].done and ev))[-1][1]
                 if final.status == "partially_filled":
                     break
             else:

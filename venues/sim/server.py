@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import uvloop
 from aiohttp import web
 
 from arbitrage.venue_rules import BINANCE, UPBIT
@@ -167,7 +168,9 @@ class SimThread:
         return self.urls
 
     def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
+        # uvloop: a venue answers an order in well under a millisecond; the stdlib
+        # loop made the exchange's own overhead part of arbd's measured latency.
+        loop = self._loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         sim = self._sim = SimExchange(self.config)
         try:

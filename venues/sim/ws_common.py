@@ -75,7 +75,10 @@ class Conn:
         ws = self.ws
         while not self.closed:
             try:
-                item = await asyncio.wait_for(self.queue.get(), timeout=max(0.001, timeout()))
+                # asyncio.timeout, not wait_for: on 3.11 wait_for wraps the get in a task of
+                # its own, two more loop iterations between a frame's put and its send.
+                async with asyncio.timeout(max(0.001, timeout())):
+                    item = await self.queue.get()
             except TimeoutError:
                 item = ()  # type: ignore[assignment]
             if item is None:
