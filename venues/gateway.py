@@ -117,6 +117,12 @@ class PaperGateway:
     def balance_view(self) -> None:
         return None  # paper fills check their own balances
 
+    def budget_refusal(self, legs: list[LegOrder]) -> str:
+        return ""  # nothing reaches a venue: no rate budget
+
+    def waiting_for(self) -> str:
+        return ""
+
     def health(self) -> dict[str, dict[str, Any]]:
         return {}
 

@@ -14,10 +14,11 @@ One asyncio loop thread owns every client. The hot path per leg:
    has not streamed in within ``execution.fill_wait_s`` — the stream is down
    or slow — is looked up by client id over REST, the fallback.
 
-ccxt (:mod:`venues.rest`) stays for what is not on the hot path: balance
-snapshots, cancel-all and markets, its calls also paid from the budget (as
-polls: they back off when the budget is low). Every reply's rate headers
-update the budget.
+Balance snapshots are signed GETs on the same clients (the first ones, at
+start, are what the first open waits for). ccxt (:mod:`venues.rest`) stays
+for cancel-all and markets, imported in the background so that an
+executor's start does not wait for it. Polls are paid from the budget (they
+back off when it is low); every reply's rate headers update the budget.
 
 Results go back to the executor through ``on_result`` (called on the loop
 thread). A leg's states only move forward: once a final state is reported,
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import threading
 import time
@@ -35,15 +37,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from arbitrage.rate_budget import ORDER, POLL, VenueBudget
+import uvloop
+
+from arbitrage.rate_budget import ORDER, VenueBudget
 from messages import Balances
 from supervisors.config import ArbdConfig
 from supervisors.runfiles import RunDir
 from venues import BINANCE, UPBIT
 from venues.gateway import LegOrder, LegResult, VenueReply, env_keys
 from venues.order_http import LookupFailed, OrderHttp, OrderOutcome, UnclearSend
+from venues.order_result import OrderResult
 from venues.private_streams import BalanceUpdate, BinanceUserStream, OrderUpdate, UpbitPrivateStream
-from venues.rest import OrderResult
 from venues.urls import VenueUrls
 
 log = logging.getLogger("arbd.gateway")
@@ -53,6 +57,16 @@ LOOKUP_RETRY_S = 0.5
 RESOLVE_GIVE_UP_S = 10.0  # after this a leg still without a final state is reported unknown
 
 
+def _order_cost(legs: list[LegOrder]) -> dict[str, dict[str, float]]:
+    """venue -> bucket -> tokens: what sending ``legs`` together takes."""
+    per_venue: dict[str, dict[str, float]] = {}
+    for lg in legs:
+        cost = per_venue.setdefault(lg.venue, {})
+        for bucket, n in VenueBudget.cost_of(lg.venue, "order").items():
+            cost[bucket] = cost.get(bucket, 0.0) + n
+    return per_venue
+
+
 @dataclass(slots=True)
 class _Live:
     leg: LegOrder
@@ -60,6 +74,7 @@ class _Live:
     filled: float = 0.0
     done: bool = False
     status: str = "sent"
+    told: tuple[str, float] = ("sent", 0.0)  # the last (status, filled) the executor heard
 
 
 class LiveGateway:
@@ -77,7 +92,9 @@ class LiveGateway:
         self.urls = {UPBIT: VenueUrls(rest=v.upbit_rest, ws=v.upbit_ws),
                      BINANCE: VenueUrls(rest=v.binance_rest, ws=v.binance_ws)}
         self.budgets = {venue: VenueBudget(venue, cfg.execution.budgets, now=time.monotonic()) for venue in VENUES}
-        self.loop = asyncio.new_event_loop()
+        # uvloop (already here: ccxt depends on it): the order path's sends and replies
+        # go through this loop; bench.orders measured the difference.
+        self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="gateway-loop", daemon=True)
         self.thread.start()
         self._live: dict[str, _Live] = {}  # loop thread only
@@ -92,16 +109,17 @@ class LiveGateway:
 
     # -- set-up (on the loop) -------------------------------------------------------
     async def _build(self) -> None:
-        from venues.rest import VenueRest, build_binance, build_upbit
-
-        builders = {UPBIT: build_upbit, BINANCE: build_binance}
+        """Only what a first order needs: signed clients (their connections
+        opened in the background), private streams, the first balances. ccxt
+        (cancel-all) is imported and built in the background: half a second an
+        executor's start does not wait for."""
         self.http: dict[str, OrderHttp] = {}
-        self.rest: dict[str, VenueRest] = {}
+        self.rest: dict[str, Any] = {}  # venue -> VenueRest, once _load_rest has run
+        self._rest_ready = asyncio.Event()
         self.streams: dict[str, Any] = {}
         for venue in VENUES:
             keys = self.keys.get(venue)
             url = self.urls[venue]
-            self.rest[venue] = VenueRest(venue, builders[venue]({"rest": url.rest, "ws": url.ws}, keys))
             if keys is None:
                 continue
             self.http[venue] = OrderHttp(venue, url.rest, keys, self.budgets[venue],
@@ -113,14 +131,23 @@ class LiveGateway:
             self.streams[venue].start()
         if self.keys:
             self._tasks.append(asyncio.ensure_future(self._balance_loop()))
-            self._tasks.append(asyncio.ensure_future(self._warm_markets()))
+            self._tasks.append(asyncio.ensure_future(self._load_rest()))
 
-    async def _warm_markets(self) -> None:
-        # ccxt's markets are needed only by cancel-all and balance parsing: off the start path.
-        for venue, rest in self.rest.items():
-            if venue in self.keys:
-                with contextlib.suppress(Exception):
-                    await rest.load_markets()
+    async def _load_rest(self) -> None:
+        """ccxt for cancel-all: imported on a worker thread (the loop keeps
+        serving orders), built and given its markets here."""
+        try:
+            mod = await self.loop.run_in_executor(None, importlib.import_module, "venues.rest")
+            builders = {UPBIT: mod.build_upbit, BINANCE: mod.build_binance}
+            for venue in self.keys:
+                url = self.urls[venue]
+                self.rest[venue] = mod.VenueRest(venue, builders[venue]({"rest": url.rest, "ws": url.ws},
+                                                                       self.keys[venue]))
+        finally:
+            self._rest_ready.set()
+        for rest in self.rest.values():
+            with contextlib.suppress(Exception):
+                await rest.load_markets()
 
     def _call(self, coro: Any, timeout: float = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -140,12 +167,25 @@ class LiveGateway:
             return
         self.loop.call_soon_threadsafe(self._start_batch, legs, time.monotonic() + self.exe.budget_wait_s)
 
+    def budget_refusal(self, legs: list[LegOrder]) -> str:
+        """Why ``legs`` could not go now for want of rate budget ("" if they could):
+        read from the actor thread before anything is written or sent, so that a
+        decision the budget cannot carry costs no ledger write. The loop thread
+        still takes the tokens (``_start_batch``) and has the last word."""
+        if not self.allow_orders:
+            return ""
+        now = time.monotonic()
+        for venue, cost in _order_cost(legs).items():
+            if venue not in self.budgets:
+                continue
+            wait = self.budgets[venue].peek_wait_s(ORDER, cost, now)
+            if wait > self.exe.budget_wait_s:
+                return f"{venue} rate budget exhausted (next order in {wait:.2f}s)"
+        return ""
+
     def _start_batch(self, legs: list[LegOrder], deadline: float) -> None:
         now = time.monotonic()
-        per_venue: dict[str, dict[str, float]] = {}
-        for lg in legs:
-            for bucket, n in VenueBudget.cost_of(lg.venue, "order").items():
-                per_venue.setdefault(lg.venue, {})[bucket] = per_venue.get(lg.venue, {}).get(bucket, 0.0) + n
+        per_venue = _order_cost(legs)
         wait = max(self.budgets[v].wait_s(ORDER, cost, now) for v, cost in per_venue.items())
         if wait > 0:
             if now + wait <= deadline:
@@ -233,18 +273,29 @@ class LiveGateway:
                          r.reason or "", str(r.venue_order_id or ""), done=bool(r.done))
 
     def _report(self, lg: LegOrder, r: LegResult) -> None:
-        """Forward a leg's state once it moves forward; drop anything after its final state."""
+        """Keep a leg's latest state; forward it when it is final, unclear, or late.
+
+        An IOC ends within milliseconds of its send, so its intermediate states
+        (Upbit's ``wait`` reply, the stream's ``new`` and each ``trade``) are kept
+        here, not forwarded: each would cost the executor a ledger write and two
+        messages ahead of the final state that matters. Past ``fill_wait_s`` (the
+        stream is late, the lookup runs) every step forward is told, so the
+        executor and the position know what a slow leg has filled so far.
+        Anything after the final state is dropped."""
         live = self._live.get(lg.client_order_id)
         if live is None:
             live = self._live[lg.client_order_id] = _Live(lg, time.monotonic())
         if live.done or (r.filled_qty < live.filled and r.status != "rejected"):
             return
-        if not r.done and r.filled_qty == live.filled and r.status == live.status:
-            return
         live.filled, live.status, live.done = r.filled_qty, r.status, r.done
         if r.done:
             # Kept a while so a late stream update is recognised and dropped.
             self.loop.call_later(60.0, self._live.pop, lg.client_order_id, None)
+        else:
+            early = r.status != "unknown" and time.monotonic() - live.sent_mono < self.exe.fill_wait_s
+            if early or (r.status, r.filled_qty) == live.told:
+                return
+        live.told = (r.status, r.filled_qty)
         self.on_result(r)
 
     # -- private streams (loop) ---------------------------------------------------------
@@ -276,29 +327,26 @@ class LiveGateway:
 
     # -- balances ----------------------------------------------------------------------------
     async def _balance_loop(self) -> None:
-        """A REST snapshot at start, then now and then (often while a stream is down)."""
-        next_at = {venue: 0.0 for venue in self.keys}
+        """A signed REST snapshot at start (both venues at once: the first open
+        waits for them), then now and then (often while a stream is down)."""
+        next_at = {venue: 0.0 for venue in self.http}
+
+        async def read(venue: str, now: float) -> None:
+            try:
+                free = await self.http[venue].balances()
+            except LookupFailed as e:  # no budget, unreadable, network: later
+                log.warning("balance read from %s failed: %s", venue, e)
+                next_at[venue] = now + (1.0 if "budget" in str(e) else self.exe.balance_poll_s)
+                return
+            self._on_balance(BalanceUpdate(venue=venue, free=free, locked={}, ts_ns=time.time_ns(), full=True))
+            up = self._stream_up.get(venue, False)
+            next_at[venue] = now + (self.exe.balance_refresh_s if up else self.exe.balance_poll_s)
+
         while True:
             now = time.monotonic()
-            for venue in list(next_at):
-                if now < next_at[venue]:
-                    continue
-                if not self.budgets[venue].try_acquire(POLL, VenueBudget.cost_of(venue, "balance"), now):
-                    next_at[venue] = now + 1.0  # the budget is low: orders first
-                    continue
-                try:
-                    free = await self.rest[venue].fetch_balance()
-                except Exception as e:  # noqa: BLE001 - logged, retried
-                    log.warning("balance fetch from %s failed: %s", venue, type(e).__name__)
-                    next_at[venue] = now + self.exe.balance_poll_s
-                    continue
-                finally:
-                    headers = getattr(self.rest[venue].exchange, "last_response_headers", None) or {}
-                    self.budgets[venue].on_headers(headers, time.monotonic())
-                self._on_balance(BalanceUpdate(venue=venue, free=free, locked={}, ts_ns=time.time_ns(),
-                                               full=True))
-                up = self._stream_up.get(venue, False)
-                next_at[venue] = now + (self.exe.balance_refresh_s if up else self.exe.balance_poll_s)
+            due = [venue for venue, at in next_at.items() if now >= at]
+            if due:
+                await asyncio.gather(*(read(venue, now) for venue in due))
             await asyncio.sleep(0.2)
 
     def balance_view(self) -> tuple[dict[str, dict[str, float]], dict[str, int]] | None:
@@ -315,6 +363,15 @@ class LiveGateway:
             return Balances(free={}, source="unavailable")
         free = self._free
         return Balances(free={v: dict(b) for v, b in free.items()}, source="venue") if free else None
+
+    def waiting_for(self) -> str:
+        """What the first open still waits for ("" when nothing): each keyed
+        venue's first balances and its private stream."""
+        if not self.allow_orders:
+            return ""
+        missing = [f"balances from {v}" for v in self.http if v not in self._updated_ns]
+        missing += [f"{v} private stream" for v in self.http if not self._stream_up.get(v)]
+        return ", ".join(missing)
 
     def health(self) -> dict[str, dict[str, Any]]:
         now = time.monotonic()
@@ -349,10 +406,11 @@ class LiveGateway:
         await self._resolve(lg, time.monotonic() - written_ago, first_wait=False)
 
     def cancel_all(self, reason: str) -> int:
+        if self.keys:
+            with contextlib.suppress(Exception):  # ccxt may still be loading: wait for it (bounded)
+                self._call(asyncio.wait_for(self._rest_ready.wait(), 10.0), timeout=11.0)
         total = 0
-        for venue, rest in self.rest.items():
-            if venue not in self.keys:
-                continue
+        for venue, rest in list(self.rest.items()):
             try:
                 total += int(self._call(rest.cancel_all_open(prefix=""), timeout=10.0) or 0)
             except Exception as e:  # noqa: BLE001

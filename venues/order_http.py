@@ -42,7 +42,7 @@ import aiohttp
 from arbitrage.rate_budget import POLL, VenueBudget
 from arbitrage.venue_rules import BINANCE_TAKER_FEE, UPBIT_TAKER_FEE
 from venues import BINANCE, UPBIT
-from venues.rest import OrderResult
+from venues.order_result import OrderResult
 from venues.signing import binance_signature, upbit_jwt
 
 log = logging.getLogger("arbd.order_http")
@@ -331,6 +331,45 @@ class OrderHttp:
         if status in (418, 429):
             self.budget.on_rate_limited(_retry_after(headers), time.monotonic())
         raise LookupFailed(f"{self.venue}: lookup answered HTTP {status}")
+
+    # -- balances -------------------------------------------------------------------------
+    async def balances(self) -> dict[str, float]:
+        """Free balance per asset (Upbit ``GET /v1/accounts``, Binance ``GET
+        /api/v3/account``), paid from the poll budget; raises
+        :class:`LookupFailed` when it cannot be read. The executor's first
+        balances come from here, not from ccxt, which an executor start does
+        not wait to import."""
+        cost = VenueBudget.cost_of(self.venue, "balance")
+        if not self.budget.try_acquire(POLL, cost, time.monotonic()):
+            raise LookupFailed(f"{self.venue}: no rate budget for a balance read")
+        try:
+            if self.venue == BINANCE:
+                params = [("omitZeroBalances", "true"), ("recvWindow", str(self.recv_window_ms)),
+                          ("timestamp", str(int(time.time() * 1000)))]
+                query = urlencode(params)
+                query += "&signature=" + binance_signature(self.secret, query)
+                status, headers, data = await self._send("GET", "/api/v3/account?" + query,
+                                                         headers={"X-MBX-APIKEY": self.api_key})
+                rows = data.get("balances") if status == 200 and isinstance(data, Mapping) else None
+                key, amount = "asset", "free"
+            else:
+                status, headers, data = await self._send(
+                    "GET", "/v1/accounts", headers={"Authorization": f"Bearer {upbit_jwt(self.api_key, self.secret)}"})
+                rows = data if status == 200 else None
+                key, amount = "currency", "balance"
+        except (UnclearSend, NotSent) as e:
+            raise LookupFailed(str(e)) from None
+        if status in (418, 429):
+            self.budget.on_rate_limited(_retry_after(headers), time.monotonic())
+        if not isinstance(rows, list):
+            raise LookupFailed(f"{self.venue}: balances answered HTTP {status}")
+        out: dict[str, float] = {}
+        for row in rows:
+            if isinstance(row, Mapping) and isinstance(row.get(key), str):
+                value = _float(row.get(amount))
+                if value >= 0:
+                    out[row[key]] = value
+        return out
 
     # -- the wire ----------------------------------------------------------------------------
     async def _send(self, method: str, path: str, *, body: str | None = None,

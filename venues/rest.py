@@ -35,7 +35,6 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ccxt.base import errors as cx
@@ -43,6 +42,7 @@ from ccxt.base import errors as cx
 from arbitrage.venue_rules import BINANCE_TAKER_FEE, UPBIT_TAKER_FEE
 from venues import BINANCE, UPBIT, VenueError
 from venues.ccxt_clients import build_binance, build_upbit
+from venues.order_result import OrderResult
 
 log = logging.getLogger("venues.rest")
 
@@ -84,35 +84,6 @@ class OrderStatusUnknown(VenueRestError):
     def __init__(self, message: str, client_order_id: str) -> None:
         super().__init__(message)
         self.client_order_id = client_order_id
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderResult:
-    """One order as the venue reports it.
-
-    ``status``: open | filled | partially_filled | cancelled | rejected.
-    ``done`` is True when nothing more can fill (an IOC's final state, or a
-    cancelled / rejected order; ``partially_filled`` may be either).
-    ``fee`` is in the venue's quote currency (KRW, USDT); a commission
-    charged in the base coin is converted at the average fill price. When
-    the reply carries no commission for a fill (Binance's GET order has no
-    fills), the fee is the taker rate times the filled notional and
-    ``fee_estimated`` is True.
-    """
-
-    client_order_id: str
-    venue_order_id: str
-    status: str
-    filled: float = 0.0
-    avg_price: float = 0.0
-    fee: float = 0.0
-    reason: str = ""
-    symbol: str = ""
-    side: str = ""
-    amount: float = 0.0
-    price: float = 0.0
-    done: bool = True
-    fee_estimated: bool = False
 
 
 def _readable(raw: Any) -> bool:
