@@ -135,14 +135,16 @@ class PositionActor(RoleActor):
         if d.allowed:
             return
         self.portfolio.release(d.intent.id)
-        self.strategy.on_signal_dropped(d.intent.pair_id)
+        self.strategy.on_refused(d.intent.pair_id)  # not again on the very next quote
 
     def _handle_order_event(self, evt: OrderEvent) -> None:
         before = self.portfolio.trades_closed
         pair = self.portfolio.apply(evt)
         if evt.status in ("refused",):
             self.portfolio.release(evt.intent_id)
-            self.strategy.on_signal_dropped(evt.pair_id)
+            self.strategy.on_refused(evt.pair_id)
+        elif evt.status in ("rejected", "failed") and evt.filled_qty <= 0 and evt.action != "open":
+            self.strategy.on_refused(evt.pair_id)  # a close or repair the venue (or our budget) refused
         if evt.action == "unwind" and evt.status in ("rejected", "failed", "refused", "cancelled") \
                 and evt.filled_qty <= 0:
             self.strategy.on_repair_failed(evt.pair_id, evt.venue)
@@ -153,7 +155,10 @@ class PositionActor(RoleActor):
                                                    "realized_pnl_krw": round(pair.realized_pnl_krw, 2)})
         # At once, not at the next tick: a stop within the tick would leave
         # status and the run summary behind the ledger (trades, PnL, exposure).
-        self._publish()
+        # Not for "sent": nothing a reader shows has changed, and the orders it
+        # announces are in flight on the same two cores.
+        if evt.status != "sent":
+            self._publish()
 
     def _handle_rebalance_request(self, msg: RebalanceRequest) -> None:
         self.rebalancer.request(msg.reason)

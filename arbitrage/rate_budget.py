@@ -129,6 +129,11 @@ class Bucket:
             self.at = now
         return self.tokens
 
+    def peek(self, now: float) -> float:
+        """``level(now)`` without bringing the bucket up to date (a read from another thread)."""
+        tokens, at = self.tokens, self.at
+        return min(self.capacity, tokens + max(0.0, now - at) * self.rate)
+
 
 def make_bucket(limit: float, window_s: float, cfg: BudgetConfig, now: float) -> Bucket:
     allowance = limit * (1.0 - cfg.margin)
@@ -173,6 +178,19 @@ class VenueBudget:
         for name, amount in cost.items():
             b = self.buckets[name]
             need = amount + self._floor(kind, b) - b.level(now)
+            if need > 0:
+                if amount + self._floor(kind, b) > b.capacity or b.rate <= 0:
+                    return math.inf
+                wait = max(wait, need / b.rate)
+        return wait
+
+    def peek_wait_s(self, kind: str, cost: Mapping[str, float], now: float) -> float:
+        """``wait_s`` read without changing anything: for a pre-trade check on a
+        thread that does not own the budget (its owner still takes the tokens)."""
+        wait = max(0.0, self.blocked_until - now)
+        for name, amount in cost.items():
+            b = self.buckets[name]
+            need = amount + self._floor(kind, b) - b.peek(now)
             if need > 0:
                 if amount + self._floor(kind, b) > b.capacity or b.rate <= 0:
                     return math.inf

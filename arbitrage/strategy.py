@@ -40,9 +40,15 @@ class StrategyConfig:
     cooldown_s: float = 30.0  # between opens of one symbol
     max_hold_s: float = 4 * 3600.0
     signal_timeout_s: float = 5.0  # a signal nobody acted on stops blocking its pair
+    # A pair whose order was refused before it left (rate budget, breaker,
+    # inventory) or came back unfilled is left alone this long: retried on every
+    # quote it would be refused hundreds of times a second.
+    refusal_backoff_s: float = 0.5
 
     def __post_init__(self) -> None:
         errors = []
+        if self.refusal_backoff_s < 0:
+            errors.append("refusal_backoff_s must be >= 0")
         if self.max_open_pairs_per_symbol < 1:
             errors.append("max_open_pairs_per_symbol must be >= 1")
         if self.cooldown_s < 0:
@@ -107,6 +113,7 @@ class PairStrategy:
         self._last_open: dict[str, float] = {}
         self._repairs: dict[str, Repair] = {}  # pair_id -> the repair last signalled
         self._completion_refused: set[str] = set()
+        self._held: dict[str, float] = {}  # pair_id -> not acted on before this time
 
     def on_opportunity(self, opp: Opportunity) -> list[Signal]:
         """Signals for one opportunity: unwinds and closes first; an open only if none."""
@@ -174,6 +181,12 @@ class PairStrategy:
         """The planner made nothing of a signal: its pair may be acted on again at once."""
         self._pending.pop(pair_id, None)
 
+    def on_refused(self, pair_id: str) -> None:
+        """An order of ``pair_id`` was refused before it left, or filled nothing:
+        the pair is acted on again after ``refusal_backoff_s``, not on the next quote."""
+        self._pending.pop(pair_id, None)
+        self._held[pair_id] = self.now() + self.config.refusal_backoff_s
+
     def pending(self) -> dict[str, str]:
         """Outstanding signals: pair_id -> action."""
         return {pid: p.action for pid, p in self._pending.items()}
@@ -223,7 +236,15 @@ class PairStrategy:
         return sig
 
     def _busy(self, pair: Pair) -> bool:
-        return bool(pair.in_flight) or pair.pair_id in self._pending
+        if pair.in_flight or pair.pair_id in self._pending:
+            return True
+        until = self._held.get(pair.pair_id)
+        if until is None:
+            return False
+        if self.now() < until:
+            return True
+        del self._held[pair.pair_id]
+        return False
 
     def _forget_taken_over(self, t: float) -> None:
         """Drop signals the portfolio now reflects (new orders) or that timed out."""

@@ -536,6 +536,27 @@ def test_wait_s_agrees_with_try_acquire(venue: str, taken: list[tuple[float, int
         assert b.try_acquire(kind, c, t + 1e9) is False
 
 
+@settings(max_examples=120, deadline=None)
+@given(venue=st.sampled_from(VENUES), taken=st.lists(st.tuples(st.floats(0.0, 2.0),
+                                                              st.integers(0, 100)), max_size=30),
+       later=st.floats(0.0, 3.0), what=st.sampled_from(sorted(set(COSTS[UPBIT]) & set(COSTS[BINANCE]))))
+def test_peek_wait_s_equals_wait_s_and_changes_nothing(venue: str, taken: list[tuple[float, int]],
+                                                      later: float, what: str) -> None:
+    b = budget(venue, **SMALL)
+    t = 0.0
+    for dt, idx in taken:
+        t += dt
+        w = WHATS[venue][idx % len(WHATS[venue])]
+        b.try_acquire(kind_of(w), cost(venue, w), t)
+    c, kind = cost(venue, what), kind_of(what)
+    before = {n: (bk.tokens, bk.at) for n, bk in b.buckets.items()}
+
+    peeked = b.peek_wait_s(kind, c, t + later)
+
+    assert {n: (bk.tokens, bk.at) for n, bk in b.buckets.items()} == before
+    assert peeked == pytest.approx(b.wait_s(kind, c, t + later))
+
+
 def test_fractions_report_the_share_left() -> None:
     b = budget(UPBIT)
     assert b.fractions(0.0) == {"order": 1.0, "exchange": 1.0}

@@ -349,3 +349,24 @@ def test_a_premium_spike_and_its_reversion_make_one_profitable_round_trip() -> N
     assert opened.legs[0].qty == closed.legs[0].qty == 0.00696
     assert portfolio.realized_pnl_krw == pytest.approx(547.85, abs=0.01)
     assert (portfolio.trades_opened, portfolio.trades_closed, portfolio.exposure_krw) == (1, 1, 0.0)
+
+
+def test_a_refused_close_is_retried_after_the_backoff_not_on_the_next_quote() -> None:
+    clock, portfolio, strategy = setup(refusal_backoff_s=0.5)
+    pair = open_pair(clock, portfolio, strategy)
+    clock.t += 1.0
+    (close,) = strategy.on_opportunity(market(clock, sell_premium=2.0, buy_premium=2.0))
+    assert close.action == "close"
+
+    strategy.on_refused(pair.pair_id)  # e.g. our own rate budget: nothing left
+
+    clock.t += 0.4
+    assert strategy.on_opportunity(market(clock, sell_premium=2.0, buy_premium=2.0)) == []
+    clock.t += 0.2
+    (again,) = strategy.on_opportunity(market(clock, sell_premium=2.0, buy_premium=2.0))
+    assert again.action == "close" and again.pair_id == pair.pair_id
+
+
+def test_config_rejects_a_negative_refusal_backoff() -> None:
+    with pytest.raises(ValueError, match="refusal_backoff_s"):
+        StrategyConfig(refusal_backoff_s=-1)
