@@ -20,7 +20,10 @@ venues' private balance streams:
 A reducing decision (an unwind the guard let through while halted or
 fail-closed) skips both: it is the repair, and the venue is the judge.
 ``arbd_decision_to_ack_seconds`` is observed per decision when its last leg
-has a final fill state.
+has a final fill state; a decision with a leg that never left (our own rate
+budget said no, or its probe was refused) is counted in
+``arbd_decisions_unsent_total`` instead: it was refused here, not acknowledged
+by a venue.
 """
 
 from __future__ import annotations
@@ -63,6 +66,14 @@ class _Decision:
     ts_ns: int
     pending: set[str]
     queued: list[LegOrder] = field(default_factory=list)  # a probe's legs, sent after the first
+    unsent: bool = False  # a leg never left (our own rate budget, a refused probe): no ack to time
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A venue answer's handler raised on the gateway thread: end the actor."""
+
+    error: Exception
 
 
 class ExecutorActor(RoleActor):
@@ -100,6 +111,7 @@ class ExecutorActor(RoleActor):
         self.inflight: dict[str, LegOrder] = {}
         self.needs: dict[str, tuple[Need, int]] = {}  # cid -> (what it holds, done ts_ns or 0)
         self._unknown_ticks = 0
+        self._results_told = self._results_done = 0  # gateway answers via pykka (see _on_leg_result_threadsafe)
         t0 = time.perf_counter()
         self.gateway = make_gateway(cfg, self.ctx.run, self.books, self._on_leg_result_threadsafe)
         steps["gateway_ms"] = (time.perf_counter() - t0) * 1e3
@@ -111,6 +123,10 @@ class ExecutorActor(RoleActor):
         log.info("executor ready: %s", ", ".join(f"{k}={v:.1f}" for k, v in steps.items()))
         self.ctx.record_event("executor_start", {**{k: round(v, 1) for k, v in steps.items()},
                                                  "reconciled": n})
+
+    def warmth(self) -> tuple[bool, str]:
+        waiting = self.gateway.waiting_for()
+        return (not waiting), waiting
 
     def on_stop(self) -> None:
         self.gateway.close()
@@ -149,6 +165,11 @@ class ExecutorActor(RoleActor):
             if not ok:
                 self._refuse(intent, why)
                 return
+        why = self.gateway.budget_refusal(legs)
+        if why:  # before the ledger: a decision the budget cannot carry costs no fsync
+            self.ctx.count(key("c", "arbd_decisions_unsent_total", reason="budget"))
+            self._refuse(intent, why)
+            return
         # Durable before sent: the one rule that makes restarts safe.
         self.ledger.record_intent(intent, d.scale, [(lg.client_order_id, lg.venue, lg.side, lg.qty, lg.price)
                                                      for lg in legs])
@@ -231,18 +252,46 @@ class ExecutorActor(RoleActor):
 
     # -- results -----------------------------------------------------------------
     def _on_leg_result_threadsafe(self, result: LegResult | VenueReply) -> None:
-        # Called from the gateway's thread: hand over to the actor thread.
+        """Called on the gateway's loop thread with each venue answer.
+
+        As the host does with bus messages (``ActorHost._deliver``): when the
+        actor is idle and has handled everything this thread handed over
+        before, the answer is handled right here under ``host_run_lock`` (the
+        actor stays single-threaded, the order per leg is kept), sparing the
+        two thread wake-ups of a pykka hand-off on the way to the ack. A busy
+        actor gets it through its inbox as before. A handler that raises here
+        is re-raised on the actor thread, which ends the actor as a failed
+        ``tell`` would."""
+        if (self._results_told == self._results_done and self.host_ready
+                and self.host_run_lock.acquire(blocking=False)):
+            try:
+                if not self.actor_stopped.is_set():
+                    self._on_venue_answer(result)
+                    return
+            except Exception as e:  # noqa: BLE001 - handed to the actor thread to end it
+                self.actor_ref.tell(_Failed(e))
+                return
+            finally:
+                self.host_run_lock.release()
+        self._results_told += 1
         self.actor_ref.tell(result)
 
     def on_receive(self, message: Any) -> Any:
+        if type(message) is LegResult or type(message) is VenueReply:
+            try:
+                self._on_venue_answer(message)
+            finally:
+                self._results_done += 1
+            return None
+        if type(message) is _Failed:
+            raise message.error
+        return super().on_receive(message)
+
+    def _on_venue_answer(self, message: LegResult | VenueReply) -> None:
         if type(message) is LegResult:
             self._on_leg_result(message)
-            return None
-        if type(message) is VenueReply:
-            if self.mode == "live_trading":  # paper fills never reach a venue: nothing to break
-                self._breaker_result(message.venue, message.accepted, message.kind or "other", message.reason)
-            return None
-        return super().on_receive(message)
+        elif self.mode == "live_trading":  # paper fills never reach a venue: nothing to break
+            self._breaker_result(message.venue, message.accepted, message.kind or "other", message.reason)
 
     def _on_leg_result(self, r: LegResult) -> None:
         lg = r.leg
@@ -266,6 +315,8 @@ class ExecutorActor(RoleActor):
         if d is None:
             return
         d.pending.discard(lg.client_order_id)
+        if r.kind == "budget":
+            d.unsent = True
         if d.queued:
             queued, d.queued = d.queued, []
             if accepted:
@@ -276,9 +327,13 @@ class ExecutorActor(RoleActor):
                 for q in queued:
                     self._not_sent(q, f"not sent: the probe leg on {lg.venue} was refused ({r.reason})")
                     d.pending.discard(q.client_order_id)
+                d.unsent = True
         if not d.pending:
             del self.decisions[lg.intent_id]
-            self.hist.observe(max(0.0, (time.time_ns() - d.ts_ns) / 1e9))
+            if d.unsent:  # refused here, not acknowledged there: counted, not timed
+                self.ctx.count(key("c", "arbd_decisions_unsent_total", reason=r.kind or "probe"))
+            else:
+                self.hist.observe(max(0.0, (time.time_ns() - d.ts_ns) / 1e9))
 
     def _not_sent(self, lg: LegOrder, reason: str) -> None:
         self.inflight.pop(lg.client_order_id, None)

@@ -106,6 +106,9 @@ class GuardActor(RoleActor):
         changed = self._set_fail_closed(msg.key, msg.active, msg.reason)
         if changed and msg.active:
             self.ctx.record_event("fail_closed", {"key": msg.key, "reason": msg.reason, "source": msg.source})
+        elif changed and msg.source != "watchdog":  # the watchdog logs its own clears
+            self.ctx.record_event("fail_closed_cleared", {"key": msg.key, "reason": msg.reason,
+                                                          "source": msg.source})
 
     def _set_fail_closed(self, k: str, active: bool, reason: str) -> bool:
         had = k in self.state.fail_closed_keys()
@@ -187,7 +190,10 @@ class GuardActor(RoleActor):
             self.state.halt(f"session_stop: {decision.reason}")
             self._persist()
             self.ctx.record_event("halt", {"reason": decision.reason, "by": "live_guard"})
-        self._publish_state()
+            self._publish_state()
+        # Otherwise the counts (allowed, blocked) go out on the tick: a state on
+        # the bus with every decision woke the executor, the position and the
+        # supervisor while the decision's orders were in flight.
 
     # -- operator commands ---------------------------------------------------------
     def on_command(self, command: str, args: dict[str, Any]) -> Any:

@@ -140,14 +140,14 @@ class Ledger:
         self._synchronous("FULL")  # on disk before the order it records is sent
         try:
             self.db.execute("BEGIN IMMEDIATE")
-            cur = self.db.execute("SELECT 1 FROM intents WHERE intent_id=?", (intent.id,))
-            if cur.fetchone() is not None:
+            try:  # the primary key says whether it was recorded before (no SELECT first)
+                self.db.execute(
+                    "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?,?)",
+                    (intent.id, intent.pair_id, intent.action, intent.symbol, intent.direction,
+                     intent.notional_krw, scale, now, intent.origin_ts_ns))
+            except sqlite3.IntegrityError:
                 self.db.execute("ROLLBACK")
                 return False
-            self.db.execute(
-                "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?,?)",
-                (intent.id, intent.pair_id, intent.action, intent.symbol, intent.direction,
-                 intent.notional_krw, scale, now, intent.origin_ts_ns))
             for cid, venue, side, qty, price in legs:
                 self.db.execute(
                     "INSERT INTO orders (client_order_id, intent_id, pair_id, action, venue, symbol, side,"

@@ -179,7 +179,9 @@ class ExecutionConfig:
     stream_grace_s: float = 2.0  # a private stream down this long fails trading closed
     balance_refresh_s: float = 30.0  # REST balance snapshot while the private streams are up
     balance_poll_s: float = 2.0  # ... and while one is down
-    budget_wait_s: float = 0.05  # an order waits at most this for rate-budget tokens, else is refused
+    # A decision is about the book it saw: a pair whose tokens are not there now is refused
+    # unsent (kind budget), not sent late on a book that has moved on.
+    budget_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
         _positive(self, "order_timeout_s", "fill_wait_s", "stream_grace_s", "balance_refresh_s",

@@ -25,6 +25,8 @@ NOTES: dict[str, str] = {
     "watchdog.clear_after_s": "fresh this long before fail-closed clears",
     "trading.arm_on_start": "arm at start (paper demo); never arms live_trading",
     "longrun.interval_loops": "snapshot every N watchdog checks (0.25 s each)",
+    "strategy.refusal_backoff_s": "a pair whose order was refused unsent (budget, breaker) waits this long",
+    "execution.budget_wait_s": "an order that cannot have rate budget within this is refused unsent",
     "live_trading.enabled": "the seed's master switch; also needs `arbctl arm --confirm live_trading`",
     "live_trading.min_account_balance": "USDT (Binance USDT + Upbit KRW / fx)",
     "live_trading.max_daily_loss": "USDT; past it: session_stop -> persisted halt",
