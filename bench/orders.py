@@ -13,7 +13,12 @@ embedded exchange in a process of its own:
   daemon used before.
 - ``daemon``: a real ``live_trading`` daemon at the soak's load
   (:mod:`bench.orders_daemon`): decision -> both legs with a final fill
-  state, exact from the bus and from ``arbd_decision_to_ack_seconds``.
+  state, exact from the bus and from ``arbd_decision_to_ack_seconds``;
+  before it is armed, the bare pair, twice a second against the daemon's own
+  exchange, is the floor of the daemon's ratio (same run, same exchange,
+  same market-data load). An Upbit
+  leg's fill state comes from its private stream (Upbit's order reply says
+  ``wait``), so the daemon's figure includes that and the floor does not.
 
 The client rounds run with the exchange's rate limits off (they measure
 the client, back to back); the daemon's exchange enforces them, as a venue
@@ -210,7 +215,7 @@ def measure_clients(pairs: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.orders", description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=300, help="pairs per client round (default 300)")
-    ap.add_argument("--seconds", type=float, default=30.0, help="the daemon's measured window (default 30)")
+    ap.add_argument("--seconds", type=float, default=120.0, help="the daemon's measured window (default 120)")
     ap.add_argument("--no-daemon", action="store_true", help="client rounds only")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -227,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="arbd-bench-orders-") as tmp:
             d = measure_daemon(args.seconds, Path(tmp))
         p50, p99 = d.get("hist_p50_ms"), d.get("hist_p99_ms")
-        d["ratio_p50"] = round(p50 / floor, 2) if p50 else None
+        # The ratio's floor is the bare pair against the daemon's own exchange in the
+        # same run (same market-data load, same cores); the idle one is printed too.
+        same = d.get("floor_p50_ms") or floor
+        d["ratio_p50"] = round(p50 / same, 2) if p50 else None
+        d["ratio_p50_idle_floor"] = round(p50 / floor, 2) if p50 else None
         d["meets"] = bool(p50 and p99 and p50 <= TARGET_P50_MS and p99 <= TARGET_P99_MS
                           and d["ratio_p50"] <= TARGET_RATIO)
         result["daemon"] = d
@@ -242,9 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  hot path: {result['decision']} (ccxt without its throttle is {clients['ccxt']['ratio_p50']}x the floor)")
     if "daemon" in result:
         d = result["daemon"]
-        print(f"  daemon (live_trading, {d['decisions']} decisions in {d['seconds']:g}s): "
+        print(f"  daemon (live_trading at the soak's load, {d['decisions']} decisions acknowledged in "
+              f"{d['seconds']:g}s, {d['unsent']} refused unsent by the rate budget): "
               f"histogram p50 {d['hist_p50_ms']} ms p99 {d['hist_p99_ms']} ms; exact p50 {d['exact_p50_ms']} ms "
-              f"p99 {d['exact_p99_ms']} ms; {d['ratio_p50']}x the floor "
+              f"p99 {d['exact_p99_ms']} ms")
+        print(f"  floor in the same run (bare pair against the daemon's exchange, {d['floor_pairs']} pairs): "
+              f"p50 {d['floor_p50_ms']} ms p99 {d['floor_p99_ms']} ms")
+        print(f"  daemon / floor: {d['ratio_p50']}x ({d['ratio_p50_idle_floor']}x the idle exchange's floor) "
               f"(targets p50 <= {TARGET_P50_MS:g} ms, p99 <= {TARGET_P99_MS:g} ms, <= {TARGET_RATIO:g}x): "
               f"{'met' if d['meets'] else 'NOT met'}")
     return 0

@@ -16,7 +16,10 @@ later (REST latency, a 429 pause and resend of the *same* client order id),
 so acceptance time alone is not held against it; but an order whose ledger
 write falls inside a closed window beyond the tolerance is a violation, and
 so is one accepted more than ``accept_slack_ns`` after its ledger write while
-the window is closed and the write was itself inside the window.
+the window is closed and the write was itself inside the window. Repairs
+(``unwind``) are not held against a window: the guard's reducing behaviour
+lets an unwind that shrinks exposure through while halted or fail-closed
+(the guard's own unit tests check that it shrinks).
 """
 
 from __future__ import annotations
@@ -188,6 +191,8 @@ def orders_in_closed_windows(sim_orders: Sequence[dict[str, Any]], rows: Sequenc
         cid = o.get("client_order_id") or ""
         acc = int(o["ts_ns"])
         row = by_cid.get(cid)
+        if row is not None and row.action == "unwind":
+            continue  # the reducing behaviour: a repair that shrinks exposure may go while closed
         written = row.created_ns if row is not None else acc
         for w in windows:
             if not w.contains(acc, tolerance_ns):
