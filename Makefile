@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) -m bench.bus
 	$(PY) -m bench.feed
 	$(PY) -m bench.e2e
+	$(PY) -m bench.orders
 
 soak: $(STAMP)
 	$(PY) -m pytest -q -m soak -s tests
