@@ -41,6 +41,7 @@ from messages import (
     BookTop,
     FailClosed,
     GuardDecision,
+    LedgerResync,
     OrderEvent,
     OrderIntent,
     OrderStats,
@@ -118,6 +119,9 @@ class ExecutorActor(RoleActor):
         t0 = time.perf_counter()
         n = self._reconcile()
         steps["reconcile_ms"] = (time.perf_counter() - t0) * 1e3
+        # Whatever the incarnation before this one committed to the ledger but never
+        # sent (a kill between the commit and the send) the position reads there.
+        self.ctx.send("position", LedgerResync(reason="executor started"))
         self._publish_stats()
         self._publish_health()
         log.info("executor ready: %s", ", ".join(f"{k}={v:.1f}" for k, v in steps.items()))

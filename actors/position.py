@@ -4,6 +4,7 @@ start so that no restart resets a limit."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -18,6 +19,7 @@ from arbitrage.strategy import PairStrategy
 from messages import (
     CoinExposure,
     GuardDecision,
+    LedgerResync,
     Opportunity,
     OrderEvent,
     PositionState,
@@ -26,9 +28,12 @@ from messages import (
     VenueHealth,
 )
 from storage.ledger import Ledger
+from supervisors import logjson
 from supervisors.metricnames import key
 
 REPAIR_QUOTE_MAX_AGE_S = 30.0  # a repair priced off an older opportunity waits for a fresh one
+log = logging.getLogger("arbd.position")
+
 NAKED_EVENT_EVERY_S = 5.0  # while a leg stays naked, the event log hears of it this often
 VOL_WINDOW = 120
 VOL_SCALE_PCT = 1.0  # a premium std-dev of 1 percentage point reads as volatility 1.0
@@ -50,12 +55,7 @@ class PositionActor(RoleActor):
         self.rebalancer = RiskModeRebalancer(replace(cfg.rebalancer, exposure_scale_krw=pa.max_exposure_krw),
                                              time.monotonic)
         self.portfolio = Portfolio(time.time)
-        ledger = Ledger(self.ctx.run.ledger_path, readonly=True)
-        try:
-            history = list(ledger.events())
-            self.portfolio.rebuild(history + ledger.pending_events())
-        finally:
-            ledger.close()
+        self.portfolio.rebuild(self._ledger_history())
         self.trading_active = False
         self.broken: set[str] = set()
         self.last_opp: dict[str, Opportunity] = {}
@@ -159,6 +159,22 @@ class PositionActor(RoleActor):
         # announces are in flight on the same two cores.
         if evt.status != "sent":
             self._publish()
+
+    def _ledger_history(self) -> list[OrderEvent]:
+        ledger = Ledger(self.ctx.run.ledger_path, readonly=True)
+        try:
+            return list(ledger.events()) + ledger.pending_events()
+        finally:
+            ledger.close()
+
+    def _handle_ledger_resync(self, msg: LedgerResync) -> None:
+        t0 = time.perf_counter()
+        before = self.portfolio.exposure_krw
+        self.portfolio.resync(self._ledger_history())
+        logjson.log(log, logging.INFO, f"position re-read the ledger ({msg.reason})",
+                    ms=round((time.perf_counter() - t0) * 1e3, 1), exposure_before=round(before),
+                    exposure_after=round(self.portfolio.exposure_krw))
+        self._publish()
 
     def _handle_rebalance_request(self, msg: RebalanceRequest) -> None:
         self.rebalancer.request(msg.reason)

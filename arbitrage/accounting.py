@@ -225,6 +225,28 @@ class Portfolio:
         for ev in events:
             self.apply(ev)
 
+    def resync(self, events: Iterable[OrderEvent]) -> None:
+        """Replace the view with the ledger's history, keeping the reservations
+        it does not know yet (intents on their way through guard and executor).
+
+        For a peer's restart: a killed executor may have committed outcomes to
+        the ledger whose events never left it, and the ledger is the truth."""
+        history = list(events)
+        kept = [(book.pair_id, book.symbol, book.direction, book.orders[cid]) for cid, book in self._reserved.items()]
+        self.rebuild(history)
+        known = {ev.client_order_id for ev in history}
+        now_ns = int(self.now() * 1e9)
+        for pair_id, symbol, direction, o in kept:
+            if o.client_order_id in known:
+                continue
+            book = self._book(pair_id, symbol)
+            if not book.direction:
+                book.direction = direction
+            book.orders[o.client_order_id] = o
+            self._reserved[o.client_order_id] = book
+            self._intents.setdefault(o.intent_id, pair_id)
+            self._evaluate(book, now_ns)
+
     # -- queries --------------------------------------------------------------------
     def pair(self, pair_id: str) -> Pair | None:
         self._expire_reservations()

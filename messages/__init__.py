@@ -27,6 +27,7 @@ from messages.trading import (
     SELL_UPBIT,
     DirectionQuote,
     GuardDecision,
+    LedgerResync,
     Opportunity,
     OrderEvent,
     OrderIntent,
@@ -40,6 +41,6 @@ __all__ = [
     "Ack", "ActorInfo", "Balances", "CoinExposure", "SupervisorReport", "Command", "EventNote", "FailClosed", "Heartbeat", "MetricsSample",
     "OrderStats", "PositionState", "RebalanceRequest", "Reply", "RestartRequest",
     "TradingState", "BookTop", "Level",
-    "BUY_UPBIT", "SELL_UPBIT", "DirectionQuote", "GuardDecision", "Opportunity",
+    "BUY_UPBIT", "SELL_UPBIT", "DirectionQuote", "GuardDecision", "LedgerResync", "Opportunity",
     "OrderEvent", "OrderIntent", "OrderLeg", "VenueHealth", "WarmState",
 ]

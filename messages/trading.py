@@ -109,6 +109,16 @@ class OrderEvent(Message):
         return f"order.{self.venue}"
 
 
+@register("ledger_resync")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerResync(Message):
+    """From a starting executor to the position: re-read the ledger. The
+    incarnation it replaces may have committed outcomes to the ledger whose
+    events died with it before they were sent."""
+
+    reason: str
+
+
 @register("venue_health")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VenueHealth(Message):

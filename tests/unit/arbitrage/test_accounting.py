@@ -354,3 +354,34 @@ def test_repeated_events_after_a_close_leave_the_totals_bit_identical() -> None:
     opened(p)
 
     assert (p.realized_pnl_krw, p.daily_pnl_krw()) == before
+
+
+def test_resync_takes_the_ledgers_word_for_fills_it_never_heard_and_keeps_reservations() -> None:
+    clock = Clock()
+    p = Portfolio(clock, fx_krw_per_usdt=1400)
+    sent = [ev("p1", "open", "upbit", "sell", 0.01, 143_500_000, status="sent"),
+            ev("p1", "open", "binance", "buy", 0.01, 100_000, status="sent")]
+    for e in sent:
+        p.apply(e)
+    p.reserve(intent("p2"))  # on its way through guard and executor, not in the ledger yet
+    committed_before = p.committed_exposure_krw()
+    # The executor committed both fills and was killed before it sent them.
+    ledger = [*sent, ev("p1", "open", "upbit", "sell", 0.01, 143_500_000),
+              ev("p1", "open", "binance", "buy", 0.01, 100_000)]
+
+    p.resync(ledger)
+
+    assert p.pair("p1").state == OPEN and p.exposure_krw == pytest.approx(0.01 * 143_500_000)
+    assert p.pair("p2") is not None and p.pair("p2").in_flight == "open"
+    assert p.committed_exposure_krw() == pytest.approx(committed_before)
+
+
+def test_resync_drops_a_reservation_the_ledger_already_has() -> None:
+    p = Portfolio(Clock(), fx_krw_per_usdt=1400)
+    p.reserve(intent("p1"))
+
+    p.resync([ev("p1", "open", "upbit", "sell", 0.01, 143_500_000, status="sent"),
+              ev("p1", "open", "binance", "buy", 0.01, 100_000, status="sent")])
+
+    assert p.committed_exposure_krw() == pytest.approx(0.01 * 143_500_000, rel=0.01)
+    assert p.pair("p1").orders == 2
