@@ -176,6 +176,7 @@ class ExecutionConfig:
     inventory_margin: float = 0.002  # kept back from each balance when checking an open
     order_timeout_s: float = 2.0  # an order reply later than this is an unclear send: look it up
     fill_wait_s: float = 0.5  # an accepted leg whose final state has not streamed in by then is looked up
+    resolve_give_up_s: float = 10.0  # looked up this long without an answer: unknown (tried again on the tick)
     stream_grace_s: float = 2.0  # a private stream down this long fails trading closed
     balance_refresh_s: float = 30.0  # REST balance snapshot while the private streams are up
     balance_poll_s: float = 2.0  # ... and while one is down
@@ -184,8 +185,8 @@ class ExecutionConfig:
     budget_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive(self, "order_timeout_s", "fill_wait_s", "stream_grace_s", "balance_refresh_s",
-                  "balance_poll_s", also=(
+        _positive(self, "order_timeout_s", "fill_wait_s", "resolve_give_up_s", "stream_grace_s",
+                  "balance_refresh_s", "balance_poll_s", also=(
                       f"inventory_margin must be in [0, 0.5), got {self.inventory_margin}"
                       if not 0 <= self.inventory_margin < 0.5 else "",
                       f"budget_wait_s must be >= 0, got {self.budget_wait_s}" if self.budget_wait_s < 0 else ""))
