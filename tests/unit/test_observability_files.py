@@ -272,6 +272,14 @@ def test_prometheus_config_loads_the_alert_rules_next_to_it() -> None:
     assert (PROMETHEUS_YML.parent / "alerts.yml") == ALERTS_YML
 
 
+def test_prometheus_scrapes_often_enough_to_see_an_escalation_before_the_daemon_exits() -> None:
+    cfg = yaml.safe_load(PROMETHEUS_YML.read_text())
+
+    # supervisors/daemon.py shuts down 3 s after an escalation (its exporter last).
+    assert seconds(cfg["global"]["scrape_interval"]) < 3
+    assert all("scrape_interval" not in job for job in cfg["scrape_configs"])
+
+
 def test_prometheus_sends_its_alerts_to_an_alertmanager_on_loopback() -> None:
     cfg = yaml.safe_load(PROMETHEUS_YML.read_text())
 
