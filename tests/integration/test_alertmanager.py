@@ -31,6 +31,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -243,7 +244,6 @@ class Stack:
     am: Alertmanager
     webhook: WebhookReceiver
     watch: LoopbackWatch
-    session_stopped_at: float
     fired: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -279,9 +279,9 @@ def critical_group_wait_s() -> float:
     return float(seconds(critical["group_wait"]))
 
 
-def lose_the_daily_limit(run: SimDaemon) -> float:
+def lose_the_daily_limit(run: SimDaemon) -> None:
     """Open a pair at a lifted premium, lift it further so its forced close loses,
-    and wait for the guard's session stop; returns when the halt was logged."""
+    and wait for the guard's session stop."""
     wait_until(lambda: all(a.get("warm", True) for a in run.status()["actors"]), 60,
                "every actor warm (books in, baselines trusted)", interval=0.2)
     premium = run.admin("/_sim/market")["premium_pct"]
@@ -292,11 +292,10 @@ def lose_the_daily_limit(run: SimDaemon) -> float:
     assert {(e["venue"], e["side"], e["action"]) for e in opened[:2]} == {("upbit", "sell", "open"),
                                                                         ("binance", "buy", "open")}
     run.admin("/_sim/market", "POST", {"premium_pct": premium + 5.0, "baseline_pct": premium + 5.0})
-    (closed,) = run.wait_events("trade_closed", 1, timeout=30)[:1]
+    closed = run.wait_events("trade_closed", 1, timeout=30)[0]
     assert closed["realized_pnl_krw"] < 0, closed
     halts = run.wait_events("halt", 1, timeout=30)
     assert halts[0]["by"] == "live_guard" and "daily loss" in halts[0]["reason"], halts
-    return float(halts[0]["ts"])
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +313,8 @@ def stack(alertmanager_installed: str, prometheus_installed: str,  # noqa: F811 
             try:
                 prom.wait_query(f'up{{job="{JOB}"}}', lambda r: bool(r) and r[0]["value"][1] == "1", 30,
                                 "Prometheus to scrape arbd")
-                yield Stack(run, prom, am, webhook, watch, lose_the_daily_limit(run))
+                lose_the_daily_limit(run)
+                yield Stack(run, prom, am, webhook, watch)
             finally:
                 watch.stop()
                 prom.stop()
@@ -427,6 +427,74 @@ def test_a_supervisor_escalation_reaches_the_webhook_although_the_daemon_exits(
     assert alert["state"] == "firing"
     assert delivered["labels"]["actor"] == "engine" and delivered["labels"]["severity"] == "critical"
     assert group_wait - 1.0 <= note.received_at - prometheus_time(alert["activeAt"]) <= group_wait + DELIVERY_SLACK_S
+
+
+class FakeTelegram:
+    """Telegram's Bot API as far as Alertmanager uses it (sendMessage), on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                body = (json.loads(raw) if self.headers.get("Content-Type", "").startswith("application/json")
+                        else dict(urllib.parse.parse_qsl(raw)))
+                received.append((self.path, body))
+                reply = json.dumps({"ok": True, "result": {"message_id": len(received), "date": int(time.time()),
+                                                           "chat": {"id": int(body.get("chat_id", 0)),
+                                                                    "type": "group"},
+                                                           "text": body.get("text", "")}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, name="fake-telegram", daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_shipped_telegram_receiver_sends_a_readable_message_with_the_token_and_chat_from_the_environment(
+        alertmanager_installed: str, tmp_path: Path) -> None:
+    """The shipped config, its Bot API address alone pointed at a fake on loopback:
+    the message template renders and the secrets from the environment are the ones used."""
+    telegram, webhook = FakeTelegram(), WebhookReceiver()
+    text = ALERTMANAGER_YML.read_text()
+    text, n = re.subn(r"(?m)^(\s*)(chat_id: .*)$", rf"\1\2\n\1api_url: '{telegram.url}'", text)
+    assert n == 1
+    (tmp_path / "am.yml").write_text(text)
+    am = Alertmanager.start(tmp_path / "am", tmp_path / "am.yml",
+                            {**SECRET_ENV, "ARBD_ALERT_WEBHOOK_URL": webhook.url})
+    labels = {"alertname": "ArbdSessionStop", "severity": "critical", "job": JOB, "instance": "127.0.0.1:8000",
+              "cause": "session_stop"}
+    summary = "arbd stopped the trading session: daily loss limit reached"
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{am.port}/api/v2/alerts", method="POST",
+                                     data=json.dumps([{"labels": labels, "annotations": {"summary": summary}}]).encode(),
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=5).close()
+        wait_until(lambda: telegram.requests, critical_group_wait_s() + 30, "a message to the fake Telegram",
+                   interval=0.1)
+        wait_until(lambda: webhook.firing("ArbdSessionStop"), 10, "the webhook to get the same alert")
+    finally:
+        am.stop()
+        telegram.close()
+        webhook.close()
+
+    ((path, body),) = telegram.requests
+    assert path == f"/bot{SECRET_ENV['ARBD_TELEGRAM_BOT_TOKEN']}/sendMessage"
+    assert str(body["chat_id"]) == SECRET_ENV["ARBD_TELEGRAM_CHAT_ID"]
+    assert body["text"].splitlines() == ["arbd FIRING (1) 127.0.0.1:8000", f"- [critical] {summary}"]
 
 
 # -- the script and the shipped config ---------------------------------------------------------------
