@@ -13,6 +13,7 @@ from typing import Any
 
 import zmq
 
+from arbitrage.trading_state import ESCALATION, halt_reason
 from messages import (
     ActorInfo,
     Command,
@@ -215,7 +216,7 @@ class Daemon:
 
     def _on_escalate(self, actor: str, why: str) -> None:
         """Fail closed: halt (persisted), cancel open orders, then exit non-zero."""
-        reason = f"escalation: {why}"
+        reason = halt_reason(ESCALATION, why)
         self.halt_without_guard(reason)
         for name, command in (("guard", Command(command="halt", args={"reason": reason})),
                               ("executor", Command(command="cancel_all", args={"reason": reason}))):
