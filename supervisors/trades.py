@@ -172,11 +172,14 @@ def _local(ts: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 
 def held(seconds: float) -> str:
-    """``0.4s``, ``5:03`` (m:ss) or ``2:05:03`` (h:mm:ss)."""
+    """``0.4s``, ``5:03`` (m:ss), ``2:05:03`` (h:mm:ss) or ``6d 00:31`` (d hh:mm)."""
     if seconds < 60:
         return f"{max(seconds, 0.0):.1f}s"
     s = int(seconds)
-    h, rem = divmod(s, 3600)
+    d, rem = divmod(s, 86_400)
+    h, rem = divmod(rem, 3600)
+    if d:
+        return f"{d}d {h:02d}:{rem // 60:02d}"
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
 
 
