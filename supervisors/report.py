@@ -227,10 +227,27 @@ th { background: #f4f4f4; } .note { color: #a15c00; } .plot { margin: 1em 0; }
 """
 
 
+def time_range(d: ReportData) -> tuple[datetime, datetime] | None:
+    """One time axis for every plot (what happened at once lines up): from
+    the window's first data to its last, padded a little."""
+    ts = [t for s in d.events.premium.values() for t in (s.ts[:1] + s.ts[-1:])]
+    ts += [p.ts for p in d.points[:1] + d.points[-1:]]
+    ts += [r.created_ns / 1e9 for r in d.orders[:1] + d.orders[-1:]]
+    if not ts:
+        return None
+    lo, hi = min(ts), max(ts)
+    pad = max((hi - lo) * 0.01, 0.5)
+    return _when(lo - pad), _when(hi + pad)
+
+
 def render(d: ReportData) -> str:
     """The whole page. The first plot carries plotly.js (include_plotlyjs=True);
     the others use it. Nothing on the page refers to another file or host."""
     figures = (premium_figure(d), pnl_figure(d), exposure_figure(d), orders_figure(d))
+    span = time_range(d)
+    if span is not None:
+        for fig in figures:
+            fig.update_xaxes(range=list(span))
     plots = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=div, default_width="100%",
                          config={"displaylogo": False, "responsive": True})
              for i, (fig, div) in enumerate(zip(figures, PLOTS, strict=True))]
