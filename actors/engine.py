@@ -127,12 +127,14 @@ class EngineActor(RoleActor):
 
     def _sample_premium(self) -> None:
         """One ``premium`` line in the event log: what ``arbctl report`` plots.
-        A baseline still warming up is ``null`` (nothing trades against it)."""
+        Only coins quoted since the last sample (a silent feed leaves a gap,
+        not a flat line); a baseline still warming up is ``null``."""
         fx = self.books.get(("upbit", FX_SYMBOL))
+        mids, self._mid = self._mid, {}
         self.ctx.record_sample("premium", {
-            "premium_pct": {s: round(v, 4) for s, v in sorted(self._mid.items())},
+            "premium_pct": {s: round(v, 4) for s, v in sorted(mids.items())},
             "baseline_pct": {s: None if (b := self.baseline.value(s)) is None else round(b, 4)
-                             for s in sorted(self._mid)},
+                             for s in sorted(mids)},
             "fx": round((fx.bid + fx.ask) / 2, 4) if fx is not None else None})
 
     def on_stop(self) -> None:

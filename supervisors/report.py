@@ -114,7 +114,7 @@ def premium_figure(d: ReportData) -> Any:
         if s is not None:
             x, y = thin(s.ts, s.premium_pct)
             fig.add_trace(go.Scatter(x=[_when(t) for t in x], y=y, mode="lines", name=f"{sym} premium",
-                                     line={"color": colour, "width": 1.5}))
+                                     line={"color": colour, "width": 1.5}, connectgaps=False))
             x, y = thin(s.ts, s.baseline_pct)
             fig.add_trace(go.Scatter(x=[_when(t) for t in x], y=y, mode="lines", name=f"{sym} baseline",
                                      line={"color": colour, "width": 1.5, "dash": "dash"}, connectgaps=False))

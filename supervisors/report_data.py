@@ -43,11 +43,34 @@ def worth_listing(rec: dict[str, Any]) -> bool:
     return kind in NOTABLE
 
 
+GAP_FACTOR = 3.0  # samples further apart than this many usual intervals: the line breaks
+
+
 @dataclass
 class PremiumSeries:
     ts: list[float] = field(default_factory=list)
-    premium_pct: list[float] = field(default_factory=list)
+    premium_pct: list[float | None] = field(default_factory=list)  # None: a gap (no quotes)
     baseline_pct: list[float | None] = field(default_factory=list)
+
+    def sort_and_mark_gaps(self) -> None:
+        """In time order, with a ``None`` point wherever samples stopped for
+        longer than ``GAP_FACTOR`` usual intervals (a silent feed, a daemon
+        that was down): the plot breaks there instead of drawing a line."""
+        order = sorted(range(len(self.ts)), key=self.ts.__getitem__)
+        ts = [self.ts[i] for i in order]
+        prem = [self.premium_pct[i] for i in order]
+        base = [self.baseline_pct[i] for i in order]
+        steps = sorted(b - a for a, b in zip(ts, ts[1:], strict=False))
+        usual = steps[len(steps) // 2] if steps else 0.0
+        self.ts, self.premium_pct, self.baseline_pct = ts[:1], prem[:1], base[:1]
+        for i in range(1, len(ts)):
+            if usual > 0 and ts[i] - ts[i - 1] > GAP_FACTOR * usual:
+                self.ts.append((ts[i - 1] + ts[i]) / 2)
+                self.premium_pct.append(None)
+                self.baseline_pct.append(None)
+            self.ts.append(ts[i])
+            self.premium_pct.append(prem[i])
+            self.baseline_pct.append(base[i])
 
 
 @dataclass
@@ -102,11 +125,8 @@ def read_event_log(events_dir: Path, since_ns: int) -> EventLogData:
                     _add_sample(out.premium, ts, rec)
                 elif worth_listing(rec):
                     out.notable.append(rec)
-    for series in out.premium.values():  # files are per day; lines within one are in order
-        order = sorted(range(len(series.ts)), key=series.ts.__getitem__)
-        series.ts = [series.ts[i] for i in order]
-        series.premium_pct = [series.premium_pct[i] for i in order]
-        series.baseline_pct = [series.baseline_pct[i] for i in order]
+    for series in out.premium.values():
+        series.sort_and_mark_gaps()
     out.notable.sort(key=lambda r: r["ts"])
     return out
 

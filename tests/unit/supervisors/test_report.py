@@ -13,7 +13,7 @@ import pytest
 
 from supervisors import cli_arbctl
 from supervisors.report import PLOTS, ReportError, thin, write_report
-from supervisors.report_data import collect, window_points
+from supervisors.report_data import PremiumSeries, collect, window_points
 from supervisors.trades import Point
 from tests.support.sample_run import P1_PNL_KRW, T0, make_run
 
@@ -61,6 +61,15 @@ def test_since_cuts_samples_orders_and_pairs_and_pnl_starts_at_zero(tmp_path: Pa
     assert [t.pair.pair_id for t in d.trades] == ["p2", "p3", "p4"]
     assert all(r.pair_id != "p1" for r in d.orders if r.created_ns < _ns(T0 + 100))
     assert d.points[0].realized_pnl_krw == 0.0 and d.points[-1].realized_pnl_krw == 0.0
+
+
+def test_samples_that_stop_for_a_while_leave_a_gap_not_a_line() -> None:
+    s = PremiumSeries(ts=[0.0, 10.0, 5.0, 15.0, 100.0, 105.0], premium_pct=[1.0, 3.0, 2.0, 4.0, 5.0, 6.0],
+                      baseline_pct=[None, 2.0, None, 2.0, 2.0, 2.0])
+    s.sort_and_mark_gaps()
+    assert s.ts == [0.0, 5.0, 10.0, 15.0, 57.5, 100.0, 105.0]
+    assert s.premium_pct == [1.0, 2.0, 3.0, 4.0, None, 5.0, 6.0]
+    assert s.baseline_pct == [None, None, 2.0, 2.0, None, 2.0, 2.0]
 
 
 def test_window_points_count_pnl_from_the_windows_start_and_keep_exposure() -> None:
