@@ -153,15 +153,37 @@ def exposure_figure(d: ReportData) -> Any:
     return fig
 
 
+_BUCKETS_S = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 6 * 3600, 86_400)
+
+
+def bucket_s(span_s: float, bars: int = 60) -> int:
+    """The smallest round bucket that shows ``span_s`` in at most ~``bars`` bars."""
+    return next((b for b in _BUCKETS_S if span_s / b <= bars), _BUCKETS_S[-1])
+
+
 def orders_figure(d: ReportData) -> Any:
+    """Counted here into round buckets, so the page carries a few numbers per
+    venue rather than a timestamp per order (a busy day has 100,000s)."""
     import plotly.graph_objects as go
 
-    fig = _figure("Orders per venue", "orders", None if d.orders else "no orders in the ledger")
+    times = [r.created_ns / 1e9 for r in d.orders]
+    size = bucket_s(max(times) - min(times)) if times else 1
+    fig = _figure(f"Orders per venue (per {_duration(size)})", "orders",
+                  None if d.orders else "no orders in the ledger")
     fig.update_layout(barmode="stack", hovermode="x")
     for venue in sorted({r.venue for r in d.orders}):
-        created = [_when(r.created_ns / 1e9) for r in d.orders if r.venue == venue]
-        fig.add_trace(go.Histogram(x=created, name=venue, nbinsx=60))
+        counts = Counter(int(r.created_ns / 1e9 // size) * size for r in d.orders if r.venue == venue)
+        starts = sorted(counts)
+        fig.add_trace(go.Bar(x=[_when(t + size / 2) for t in starts], y=[counts[t] for t in starts],
+                             width=size * 1000, name=venue))
     return fig
+
+
+def _duration(seconds: int) -> str:
+    for unit, n in (("day", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= n and seconds % n == 0:
+            return f"{seconds // n} {unit}" if unit != "day" else "day"
+    return f"{seconds} s"
 
 
 # -- page -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from supervisors import cli_arbctl
-from supervisors.report import PLOTS, ReportError, thin, write_report
+from supervisors.report import PLOTS, ReportError, bucket_s, thin, write_report
 from supervisors.report_data import PremiumSeries, collect, window_points
 from supervisors.trades import Point
 from tests.support.sample_run import P1_PNL_KRW, T0, make_run
@@ -70,6 +70,12 @@ def test_samples_that_stop_for_a_while_leave_a_gap_not_a_line() -> None:
     assert s.ts == [0.0, 5.0, 10.0, 15.0, 57.5, 100.0, 105.0]
     assert s.premium_pct == [1.0, 2.0, 3.0, 4.0, None, 5.0, 6.0]
     assert s.baseline_pct == [None, None, 2.0, 2.0, None, 2.0, 2.0]
+
+
+@pytest.mark.parametrize(("span_s", "bucket"), [(0.0, 1), (45.0, 1), (600.0, 10), (3600.0, 60),
+                                              (86_400.0, 1800), (30 * 86_400.0, 86_400)])
+def test_orders_are_counted_in_round_buckets_of_about_sixty_bars(span_s: float, bucket: int) -> None:
+    assert bucket_s(span_s) == bucket
 
 
 def test_window_points_count_pnl_from_the_windows_start_and_keep_exposure() -> None:
