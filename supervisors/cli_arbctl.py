@@ -18,7 +18,7 @@ from supervisors.runfiles import RunDir
 
 
 def _parser() -> OneLineParser:
-    p = OneLineParser(prog="arbctl", description="Control a running arbd.")
+    p = OneLineParser(prog="arbctl", description="Control a running arbd, and read its run directory (trades, report).")
     p.add_argument("--run-dir", default="run", help="the daemon's run directory (default ./run)")
     p.add_argument("--timeout", type=float, default=8.0, help="seconds to wait for a reply")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)

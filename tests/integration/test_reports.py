@@ -44,7 +44,8 @@ def _one_line_error(out: subprocess.CompletedProcess[str], code: int) -> str:
 
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimDaemon, dict[str, Any]]]:
-    """A stopped paper run that closed pairs, and ``trades --json`` read while it ran."""
+    """A stopped paper run that closed pairs, and ``trades --json`` read while it
+    ran (a report is written while it runs too)."""
     runs = SimRuns(tmp_path_factory.mktemp("reports"))
     try:
         run = runs.make(config(PAPER, {"report": {"premium_sample_s": 0.5}}), max_runtime_s=180)
@@ -52,6 +53,8 @@ def paper_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimDae
                    f"{CLOSED_PAIRS} closed pairs", interval=0.5)
         live = run.arbctl("trades", "--json")
         assert live.returncode == 0, live.stderr
+        page = run.arbctl("report", "--out", str(run.root / "while-running.html"))
+        assert page.returncode == 0 and (run.root / "while-running.html").stat().st_size > 1e6, page.stderr
         assert run.stop() == 0, run.stderr()[-3000:]
         yield run, json.loads(live.stdout)
     finally:
