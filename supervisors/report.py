@@ -47,6 +47,8 @@ def write_report(run_dir: Path, out: Path, since_ns: int = 0) -> None:
         data = collect(run_dir, since_ns, time.time())
     except LedgerUnreadable as e:
         raise ReportError(str(e)) from None
+    except OSError as e:
+        raise ReportError(f"cannot read {e.filename or run_dir}: {e.strerror or e}") from None
     if not data.ledger_found and not data.events.files:
         raise ReportError(f"nothing to report in {run_dir}: no ledger and no event log")
     page = render(data)
@@ -67,14 +69,16 @@ def _when(ts: float) -> datetime:
 
 def thin(xs: Sequence[float], ys: Sequence[Any], limit: int = MAX_POINTS) -> tuple[list[float], list[Any]]:
     """At most ~``limit`` points: per bucket the first, lowest and highest,
-    so peaks (of exposure, of the premium) survive the thinning."""
+    so peaks (of exposure, of the premium) survive the thinning, and the
+    first ``None`` of every gap, so the line still breaks there."""
     n = len(xs)
     if n <= limit:
         return list(xs), list(ys)
     size = -(-n * 3 // limit)
     keep: set[int] = {n - 1}
+    keep.update(i for i in range(n) if ys[i] is None and (i == 0 or ys[i - 1] is not None))
     for start in range(0, n, size):
-        keep.add(start)  # even a gap (None): the line must break there, not bridge it
+        keep.add(start)
         idx = [i for i in range(start, min(start + size, n)) if ys[i] is not None]
         if idx:
             keep.update((min(idx, key=ys.__getitem__), max(idx, key=ys.__getitem__)))

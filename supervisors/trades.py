@@ -82,7 +82,10 @@ def read_history(ledger_path: Path) -> LedgerHistory:
     """Replay the whole ledger (a pair's PnL needs all its events, whatever
     ``--since`` says). ``FileNotFoundError`` without a ledger file,
     ``LedgerUnreadable`` for one that is not a ledger."""
-    led = Ledger.reader(ledger_path)
+    try:
+        led = Ledger.reader(ledger_path)
+    except sqlite3.Error as e:
+        raise LedgerUnreadable(f"cannot open the ledger {ledger_path}: {e}") from None
     try:
         try:
             events = list(led.events()) + led.pending_events()
