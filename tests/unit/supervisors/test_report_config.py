@@ -13,10 +13,9 @@ def test_premium_samples_default_to_every_five_seconds_and_zero_turns_them_off()
     assert load_config(None, ["report.premium_sample_s=0"]).report.premium_sample_s == 0.0
 
 
-@pytest.mark.parametrize(("value", "problem"), [
-    ("-1", "report.premium_sample_s: must be >= 0, got -1.0"),
-    ("abc", "report.premium_sample_s: expected a number, got 'abc'")])
-def test_a_bad_interval_is_refused_with_its_key_path(value: str, problem: str) -> None:
+@pytest.mark.parametrize(("value", "why"), [("-1", "must be >= 0"), ("abc", "'abc'")])
+def test_a_bad_interval_is_refused_with_its_key_path(value: str, why: str) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(None, [f"report.premium_sample_s={value}"])
-    assert e.value.problems == [problem]
+    (problem,) = e.value.problems
+    assert problem.startswith("report.premium_sample_s: ") and why in problem
