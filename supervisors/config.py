@@ -155,6 +155,20 @@ class LongRunConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReportConfig:
+    """What the daemon keeps for people's reports (``arbctl report``)."""
+
+    # The engine appends one ``premium`` line (mid premium and baseline per
+    # coin, the USDT rate) to the event log this often; 0: never. A line is
+    # ~200 bytes: ~3.5 MB a day at 5 s, and no message on the bus.
+    premium_sample_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.premium_sample_s < 0:
+            raise ValueError(f"premium_sample_s must be >= 0, got {self.premium_sample_s}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class PositionAdvConfig:
     """The seed's ``position_adv:`` keys."""
 
@@ -206,6 +220,7 @@ class ArbdConfig:
     trading: TradingConfig = field(default_factory=TradingConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
     longrun: LongRunConfig = field(default_factory=LongRunConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     position_adv: PositionAdvConfig = field(default_factory=PositionAdvConfig)
     live_trading: LiveTradingConfig = field(default_factory=LiveTradingConfig)
     engine: PremiumConfig = field(default_factory=PremiumConfig)

@@ -25,6 +25,7 @@ NOTES: dict[str, str] = {
     "watchdog.clear_after_s": "fresh this long before fail-closed clears",
     "trading.arm_on_start": "arm at start (paper demo); never arms live_trading",
     "longrun.interval_loops": "snapshot every N watchdog checks (0.25 s each)",
+    "report.premium_sample_s": "the engine logs a `premium` event (premium, baseline per coin) this often, for `arbctl report`; 0: never",
     "strategy.refusal_backoff_s": "a pair whose order was refused unsent (budget, breaker) waits this long",
     "execution.budget_wait_s": "an order that cannot have rate budget within this is refused unsent",
     "live_trading.enabled": "the seed's master switch; also needs `arbctl arm --confirm live_trading`",
