@@ -206,6 +206,7 @@ class ExecutionConfig:
 class ArbdConfig:
     mode: Literal["paper", "live_readonly", "live_trading"] = "paper"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal, else JSON
     bus: BusConfig = field(default_factory=BusConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
