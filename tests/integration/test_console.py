@@ -4,8 +4,9 @@ Each daemon here runs with its stderr on a pseudo-terminal (what a person's
 terminal is to a program), its stdout (the run summary) in a file:
 
 - a paper run that trades, under ``NO_COLOR``: readable lines, a line per
-  pair opened and closed, the status line, no raw JSON, no escape code; it
-  also takes ``--set live_trading.max_daily_loss=1e12``;
+  pair opened and closed, the status line, a restart and a halt told once
+  each, no raw JSON, no escape code; it also takes
+  ``--set live_trading.max_daily_loss=1e12``;
 - ``--quiet`` on a colour terminal: coloured, and no status line or info log;
 - ``--log-format json`` on the terminal: one JSON object a line, as before.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import ARBD, run_cli
+from tests.support.daemon import ARBD, run_cli, wait_until
 from tests.support.run_daemon import PAPER, SimDaemon, SimRuns, config, sim_runs
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -60,6 +61,9 @@ class TerminalTap:
             if not chunk:
                 return
             self.data += chunk
+
+    def so_far(self) -> str:
+        return bytes(self.data).decode(errors="replace").replace("\r\n", "\n")
 
     def text(self, timeout: float = 10.0) -> str:
         self._thread.join(timeout)
@@ -100,6 +104,13 @@ def test_a_terminal_run_shows_readable_trade_lines_and_no_raw_json(runs: SimRuns
 
     tap = start_on_terminal(run, "--set", "live_trading.max_daily_loss=1e12", max_runtime_s=TRADING_S,
                             env={"NO_COLOR": "1", "TERM": "xterm-256color"})
+    wait_until(lambda: OPEN.search(tap.so_far()), TRADING_S, "a pair-opened line on the terminal", interval=0.1)
+    assert run.arbctl("restart", "watchdog").returncode == 0  # not on the trade path: trading goes on
+    # The halt ends trading: let a pair close first if one will before the run's last seconds.
+    halt_by = run.started_at + TRADING_S - 5
+    while time.time() < halt_by and not CLOSE.search(tap.so_far()):
+        time.sleep(0.1)
+    assert run.arbctl("halt", "--reason", "console test").returncode == 0
     code = run.wait_exit(TRADING_S + 40)
     screen = tap.text()
 
@@ -112,13 +123,17 @@ def test_a_terminal_run_shows_readable_trade_lines_and_no_raw_json(runs: SimRuns
     assert not unreadable, f"lines without time, level and actor: {unreadable[:5]}"
     assert any("arbd started" in ln for ln in lines)
     opens = [ln for ln in lines if OPEN.search(ln)]
-    closes = [CLOSE.search(ln) for ln in lines if " CLOSE " in ln]
+    # A close whose IOC legs found nothing is told too ("not done ... stays open"): not a closed pair.
+    closes = [CLOSE.search(ln) for ln in lines if " CLOSE " in ln and "not done" not in ln]
     statuses = [ln for ln in lines if " STATUS " in ln]
     assert opens, "no pair-opened line in a trading run:\n" + "\n".join(lines[-40:])
-    assert all(closes), [ln for ln in lines if " CLOSE " in ln]
+    assert all(closes), [ln for ln in lines if " CLOSE " in ln and "not done" not in ln]
     assert any(re.search(r"STATUS +BTC [+-]\d+\.\d\d%  ETH [+-]\d+\.\d\d%  XRP [+-]\d+\.\d\d% \| trades \d+ opened, "
-                         r"\d+ closed, \d+ open \| PnL [+-][\d,]+ KRW \| exposure [\d,]+ KRW \| armed", s)
+                         r"\d+ closed, \d+ open \| PnL [+-][\d,]+ KRW \| exposure [\d,]+ KRW \| (armed|halted)", s)
                for s in statuses), statuses
+    assert [ln for ln in lines if re.search(r" HALTED +console test; orders stop until `arbctl arm`$", ln)]
+    assert len([ln for ln in lines if re.search(r" RESTART +watchdog \(restart requested\): restart #1$", ln)]) == 1
+    assert not [ln for ln in lines if re.search(r"supervisor +watchdog restart ", ln)], "a restart told twice"
     out = run.stdout()
     opened, closed = summary_int(out, "Trades Opened"), summary_int(out, "Trades Closed")
     # Every pair the run summary counts was told once, except one whose last
