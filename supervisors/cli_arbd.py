@@ -43,7 +43,7 @@ def _parser() -> OneLineParser:
     loud = s.add_mutually_exclusive_group()
     loud.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
     loud.add_argument("--quiet", action="store_true",
-                      help="only warnings and errors, trade and trading-state lines; no status line")
+                      help="only warnings, errors and the trade, trading-state and restart lines; no status line")
     s.add_argument("--log-format", choices=logjson.LOG_FORMATS,
                    help="text: readable lines for a person; json: one JSON object a line; "
                         "auto (default): text on a terminal, JSON when piped")
