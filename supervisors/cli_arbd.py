@@ -7,6 +7,7 @@ import re
 import signal
 import sys
 import time
+from dataclasses import replace
 
 from supervisors import logjson
 from supervisors.cliutil import OneLineParser, fail
@@ -39,7 +40,13 @@ def _parser() -> OneLineParser:
     s.add_argument("--max-runtime-seconds", type=float, metavar="N", help="stop after N seconds")
     s.add_argument("--longrun", metavar="DURATION", help="long-run mode for 30m, 6h, 72h, ...")
     s.add_argument("--run-dir", default="run", help="run directory (default ./run)")
-    s.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
+    loud = s.add_mutually_exclusive_group()
+    loud.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
+    loud.add_argument("--quiet", action="store_true",
+                      help="only warnings, errors and the trade, trading-state and restart lines; no status line")
+    s.add_argument("--log-format", choices=logjson.LOG_FORMATS,
+                   help="text: readable lines for a person; json: one JSON object a line; "
+                        "auto (default): text on a terminal, JSON when piped")
     st = sub.add_parser("stop", help="stop the daemon running in a run directory")
     st.add_argument("--run-dir", default="run")
     st.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit")
@@ -58,6 +65,10 @@ def cmd_start(args) -> int:
         overrides.append(f"venues.source={args.venue}")
     if args.log_level:
         overrides.append(f"log_level={args.log_level}")
+    if args.quiet:
+        overrides.append("log_level=WARNING")
+    if args.log_format:
+        overrides.append(f"log_format={args.log_format}")
     if args.longrun:
         try:
             max_runtime = parse_duration(args.longrun)
@@ -74,11 +85,18 @@ def cmd_start(args) -> int:
     pid = run.is_running()
     if pid:
         fail("arbd", f"already running (pid {pid})")
-    logjson.setup("supervisor", cfg.log_level)
+    # Decided once, here, and handed to every actor: they share this stderr.
+    cfg = replace(cfg, log_format=logjson.resolve_format(cfg.log_format, sys.stderr))
+    logjson.setup("supervisor", cfg.log_level, cfg.log_format)
     from supervisors.daemon import Daemon  # heavy imports only when starting
     from supervisors.status import format_summary
 
-    daemon = Daemon(cfg, run, max_runtime)
+    console = None
+    if cfg.log_format == "text":
+        from supervisors.console import STATUS_EVERY_S, DaemonConsole
+
+        console = DaemonConsole(None if args.quiet else STATUS_EVERY_S)
+    daemon = Daemon(cfg, run, max_runtime, console=console)
     try:
         code = daemon.run_forever()
     except AlreadyRunning as e:

@@ -126,7 +126,9 @@ class WatchdogConfig:
     def __post_init__(self) -> None:
         _positive(self, "fail_closed_after_s", "restart_after_s", "clear_after_s",
                   "check_interval_s", "rss_limit_mb", "memory_drift_threshold", "clear_after_samples",
-                  "flap_window_s", "clear_max_s")
+                  "flap_window_s", "clear_max_s", "memory_drift_window", "latency_degradation_sustain_s",
+                  also=(f"min_recycle_interval_s must be >= 0, got {self.min_recycle_interval_s}"
+                        if self.min_recycle_interval_s < 0 else "",))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +141,15 @@ class PaperConfig:
     upbit_krw: float = 100_000_000.0
     binance_usdt: float = 70_000.0
     coin_units: dict[str, float] = field(default_factory=lambda: {"BTC": 1.0, "ETH": 20.0, "XRP": 50_000.0})
+
+    def __post_init__(self) -> None:
+        # A simulated balance is what the paper account holds: it can be empty, never owed.
+        problems = [f"{n} must be >= 0, got {getattr(self, n)}" for n in ("upbit_krw", "binance_usdt")
+                    if getattr(self, n) < 0]
+        problems += [f"coin_units must be >= 0 for every coin, got {coin}: {units}"
+                     for coin, units in self.coin_units.items() if units < 0]
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +221,7 @@ class ExecutionConfig:
 class ArbdConfig:
     mode: Literal["paper", "live_readonly", "live_trading"] = "paper"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal, else JSON
     bus: BusConfig = field(default_factory=BusConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

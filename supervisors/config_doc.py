@@ -14,6 +14,7 @@ from supervisors.config import ArbdConfig
 
 NOTES: dict[str, str] = {
     "mode": "paper | live_readonly | live_trading",
+    "log_format": "auto: readable text on a terminal, one JSON object a line otherwise (`--log-format`)",
     "bus.transport": "ipc (default), inproc (all actors as threads, for tests), tcp",
     "bus.pub_hwm": "PUB high-water mark; PUB drops silently past it, so it is sized on purpose",
     "supervision.liveness_s": "a heartbeat older than this: kill and restart",

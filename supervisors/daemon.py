@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -43,6 +43,9 @@ from supervisors.runfiles import (
 from supervisors.sim_ports import assign_sim_ports
 from supervisors.supervisor import Child, Supervisor
 
+if TYPE_CHECKING:
+    from supervisors.console import DaemonConsole
+
 log = logging.getLogger("arbd.daemon")
 
 EXIT_OK = 0
@@ -51,8 +54,10 @@ PROGRESS_EVERY_S = 60.0  # long runs print one progress line a minute
 
 
 class Daemon:
-    def __init__(self, cfg: ArbdConfig, run: RunDir, max_runtime_s: float | None = None) -> None:
+    def __init__(self, cfg: ArbdConfig, run: RunDir, max_runtime_s: float | None = None,
+                 console: DaemonConsole | None = None) -> None:
         self.cfg = cfg
+        self.console = console  # text logs on a terminal: trade, state, restart and status lines
         self.run = run
         self.max_runtime_s = max_runtime_s
         self.pid = os.getpid()
@@ -78,6 +83,8 @@ class Daemon:
     def _run(self) -> int:
         if self.cfg.venues.source == "sim":
             self.cfg = assign_sim_ports(self.cfg)
+        if self.console is not None:
+            self.console.start(self.run.ledger_path)
         specs = child_specs(self.cfg)
         self.endpoints = make_endpoints(self.cfg.bus.transport, self.run,
                                         [s.name for s in specs if s.has_inbox], self.cfg.bus.tcp_host,
@@ -144,9 +151,12 @@ class Daemon:
             if self.sup_sock in events:
                 self._on_sup()
             if self.bus.capture in events:
-                for topic, frame in self.bus.drain_capture():
+                frames = self.bus.drain_capture()
+                for topic, frame in frames:
                     if topic == b"event":
                         self._on_event_note(frame)
+                if self.console is not None:
+                    self.console.on_frames(frames)
             self.supervisor.check()
             # The guard fails closed on what this report says: send it the
             # moment any child changes state, not at the next timer tick.
@@ -160,6 +170,8 @@ class Daemon:
                 self.metrics.refresh(self)
                 self._publish_report()
                 next_metrics = now + 0.5
+            if self.console is not None:
+                self.console.tick(self)
             if self.cfg.longrun.enabled and now >= self._next_progress:
                 self._next_progress = now + min(PROGRESS_EVERY_S, (self.max_runtime_s or 600.0) / 10)
                 print(status_view.progress_line(self), flush=True)
@@ -172,7 +184,9 @@ class Daemon:
         log.info("arbd stopping: %s", self._stop_reason)
         self.supervisor.stop_all(self._send_stop)
         # Final refresh so the summary sees the last published numbers.
-        self.bus.drain_capture()
+        frames = self.bus.drain_capture()
+        if self.console is not None:
+            self.console.on_frames(frames)  # the last fills before the stop still get their line
         self.summary = status_view.run_summary(self)
         self.bus.stop()
         self.metrics.stop()
@@ -213,6 +227,8 @@ class Daemon:
     def _on_sup_event(self, kind: str, data: dict[str, object]) -> None:
         self.events.record(kind, {k: v for k, v in data.items() if k != "ts"})
         self.metrics.on_supervisor_event(kind, data)
+        if self.console is not None:
+            self.console.on_supervisor_event(kind, data)
 
     def _on_escalate(self, actor: str, why: str) -> None:
         """Fail closed: halt (persisted), cancel open orders, then exit non-zero."""

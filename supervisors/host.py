@@ -462,7 +462,7 @@ def host_main(spec: HostSpec) -> None:
     _set_parent_death_signal()
     if os.getppid() != spec.parent_pid:  # parent died while we were starting
         os._exit(EXIT_ORPHANED)
-    logjson.setup(spec.name, spec.config.log_level)
+    logjson.setup(spec.name, spec.config.log_level, spec.config.log_format)
     # The supervisor owns shutdown: Ctrl-C in a terminal reaches the whole
     # process group, and children must not race it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

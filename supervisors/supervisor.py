@@ -85,7 +85,8 @@ class Supervisor:
         self.restart_log.append(rec)
         planned = event in ("start", "stop") or (event == "exit" and bool(child.planned))
         level = logging.INFO if planned or self.shutting_down else logging.WARNING
-        log.log(level, "%s %s %s", child.spec.name, event, reason)
+        # restart_event lets the terminal console drop the records it narrates itself.
+        log.log(level, "%s %s %s", child.spec.name, event, reason, extra={"restart_event": event})
         if event in ("restart", "kill", "escalate", "recycle"):
             self.on_event("restart" if event != "escalate" else "escalate", rec)
 
