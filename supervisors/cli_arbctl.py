@@ -1,4 +1,4 @@
-"""`arbctl`: the operator's control CLI (status, halt, arm, restart, events)."""
+"""`arbctl`: the operator's control CLI (status, halt, arm, restart, events, keys)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ def _parser() -> OneLineParser:
     e = sub.add_parser("events", help="print the event log (JSONL), optionally filtered and followed")
     e.add_argument("--type", dest="event_type", help="only this event_type (trade, risk_block, ...)")
     e.add_argument("--follow", action="store_true", help="keep printing new events")
+    k = sub.add_parser("keys", help="CURVE keys for tcp between hosts")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True, parser_class=OneLineParser)
+    kn = ksub.add_parser("new", help="make NAME.key (public) and NAME.key_secret (mode 0600) for host NAME")
+    kn.add_argument("name", help="the host's name (main, or a node's cluster.host)")
+    kn.add_argument("--dir", default="keys", help="where to write them (default ./keys)")
     return p
 
 
@@ -126,11 +131,25 @@ def cmd_events(args: Any, run: RunDir) -> int:
     return 0
 
 
+def cmd_keys(args: Any, run: RunDir) -> int:
+    from supervisors.curve import AUTHORIZED, CurveError, new_keys
+
+    try:
+        pub, sec, public = new_keys(args.dir, args.name)
+    except CurveError as e:
+        fail("arbctl", f"keys: {e}")
+    except OSError as e:
+        fail("arbctl", f"keys: cannot write in {args.dir}: {e.strerror or e}")
+    print(f"{sec}  (secret: stays on host {args.name}; bus.curve.keys_dir: {sec.parent})")
+    print(f"{pub}  (public {public}: copy to {AUTHORIZED}/ on every host that talks to {args.name})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     run = RunDir.at(args.run_dir)
     handlers = {"status": cmd_status, "halt": cmd_halt, "arm": cmd_arm, "restart": cmd_restart,
-                "events": cmd_events}
+                "events": cmd_events, "keys": cmd_keys}
     try:
         return handlers[args.cmd](args, run)
     except KeyboardInterrupt:

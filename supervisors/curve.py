@@ -319,7 +319,8 @@ class HandshakeWatch:
                 self._logged = now
                 why = _FAILURE_WHY.get(ev.get("event", 0), "handshake failed")
                 logjson.log(log, logging.WARNING, f"refused a peer on the {self.what}: {why}",
-                            endpoint=str(ev.get("endpoint", b"")), failures=self.failures)
+                            endpoint=bytes(ev.get("endpoint", b"")).decode(errors="replace"),
+                            failures=self.failures)
 
     def close(self) -> None:
         self.socket.close(linger=0)

@@ -353,8 +353,8 @@ class Nodes:
             if link.up:
                 down = (False, "")
             elif link.ever_up:
-                down = (True, f"node {link.name} unreachable for {now - link.down_since:.1f}s "
-                              f"({', '.join(link.actors)} down)")
+                down = (True, f"node {link.name} unreachable (no report for {self.cfg.cluster.node_timeout_s:g}s; "
+                              f"{', '.join(link.actors)} down)")
             else:
                 down = (True, f"node {link.name} not connected yet")
             off = link.clock.offset_ns
