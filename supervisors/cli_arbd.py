@@ -94,7 +94,7 @@ def cmd_start(args) -> int:
         code = daemon.run_forever()
     except AlreadyRunning as e:
         fail("arbd", str(e))
-    except (CurveError, zmq.ZMQError) as e:  # keys, or an endpoint that cannot be bound
+    except (CurveError, zmq.ZMQError, OSError) as e:  # keys, or an endpoint that cannot be bound
         fail("arbd", f"cannot start: {e}", 2)
     summary = getattr(daemon, "summary", None)
     if summary:
@@ -148,7 +148,7 @@ def cmd_node(args) -> int:
         return NodeDaemon(cfg, run).run_forever()
     except AlreadyRunning as e:
         fail("arbd", str(e))
-    except (CurveError, zmq.ZMQError) as e:
+    except (CurveError, zmq.ZMQError, OSError) as e:
         fail("arbd", f"node: cannot start: {e}", 2)
 
 

@@ -80,13 +80,15 @@ class Daemon:
     def _run(self) -> int:
         if self.cfg.venues.source == "sim":
             self.cfg = assign_sim_ports(self.cfg)
+        # CURVE on tcp (supervisors.curve); first, so that missing keys refuse the start before anything binds.
+        self.zctx = context_from_config(self.cfg)
         specs = placed_specs(self.cfg, child_specs(self.cfg))
         self.endpoints = make_endpoints(self.cfg.bus.transport, self.run,
                                         [s.name for s in specs if s.has_inbox], self.cfg.bus.tcp_host,
                                         [s.name for s in specs])
         self.endpoints = place_endpoints(self.endpoints, self.cfg, specs, self.run)
+        self.zctx.server_of = self.endpoints.server_of
         atomic_write_text(self.run.endpoints_file, self.endpoints.to_json() + "\n")
-        self.zctx = context_from_config(self.cfg, self.endpoints)  # CURVE on tcp (supervisors.curve)
         self.bus = Bus(self.zctx, self.endpoints, self.cfg.bus.sub_hwm)
         self.bus.start()
         self.sup_sock = self._bind(zmq.ROUTER, self.endpoints.sup)

@@ -53,7 +53,7 @@ from supervisors import logjson
 from supervisors.clocksync import skew_process_clock
 from supervisors.config import ArbdConfig
 from supervisors.config_loader import ConfigError, build
-from supervisors.curve import context_from_config
+from supervisors.curve import context_from_config, tcp_host
 from supervisors.endpoints import Endpoints
 from supervisors.placement import placed_specs
 from supervisors.roles import child_specs
@@ -71,8 +71,16 @@ def actor_config(data: dict[str, Any], own: ArbdConfig) -> ArbdConfig:
     cfg = build(ArbdConfig, data, "", errors)
     if errors or cfg is None:
         raise ConfigError(errors or ["main's config did not build"])
+    venues = cfg.venues
+    main_host = tcp_host(own.cluster.main)
+    if venues.source == "sim" and main_host:
+        # The embedded exchange is an actor of the main daemon: from here it is
+        # at main's address (its sim.host must then listen there, e.g. 0.0.0.0).
+        loop = "//127.0.0.1:"
+        venues = replace(venues, **{k: getattr(venues, k).replace(loop, f"//{main_host}:")
+                                    for k in ("upbit_rest", "upbit_ws", "binance_rest", "binance_ws")})
     return replace(cfg, log_level=own.log_level, bus=replace(cfg.bus, curve=own.bus.curve),
-                   cluster=replace(cfg.cluster, host=own.cluster.host),
+                   cluster=replace(cfg.cluster, host=own.cluster.host), venues=venues,
                    testing={**cfg.testing, **own.testing})
 
 

@@ -10,8 +10,9 @@ actor checks), and each one is a clock sample (``supervisors.clocksync``).
 
 Trading fails closed (``failclosed.host.<node>``) while a node with actors is
 not connected or has been silent for ``cluster.node_timeout_s`` - its actors
-are then shown ``stopped`` - and (``failclosed.clock.<node>``) while its clock
-offset is unknown or larger than ``cluster.max_clock_offset_s``. The offsets
+are then shown ``stopped`` -, while its clock offset is not measured yet
+(``failclosed.clocksync.<node>``) and while it is larger than
+``cluster.max_clock_offset_s`` (``failclosed.clock.<node>``). The offsets
 go on the bus (``clocks``) for every host to correct what it receives.
 """
 
@@ -358,14 +359,15 @@ class Nodes:
             else:
                 down = (True, f"node {link.name} not connected yet")
             off = link.clock.offset_ns
-            if off is None:
-                clock = (True, f"clock offset of {link.name} unknown yet")
-            elif abs(off) > self.max_offset_ns:
+            unknown = (True, f"clock offset of {link.name} not measured yet") if off is None else (False, "")
+            if off is not None and abs(off) > self.max_offset_ns:
                 clock = (True, f"clock of {link.name} is {off / 1e9:+.3f}s off main's "
                                f"(limit {self.cfg.cluster.max_clock_offset_s:g}s)")
             else:
                 clock = (False, "")
+            # Separate keys: the guard keeps the reason a condition was raised with.
             self._set(f"host.{link.name}", *down, now)
+            self._set(f"clocksync.{link.name}", *unknown, now)
             self._set(f"clock.{link.name}", *clock, now)
 
     def _set(self, key: str, active: bool, reason: str, now: float) -> None:
