@@ -27,7 +27,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.daemon import ARBCTL, ARBD, DaemonRun, run_cli, teardown_runs, wait_until
+from tests.support.daemon import (
+    ARBCTL,
+    ARBD,
+    DaemonRun,
+    pid_gone,
+    run_cli,
+    teardown_runs,
+    wait_until,
+)
 from tests.support.hosts import (
     NETNS_SCRIPT,
     NetHosts,
@@ -50,6 +58,7 @@ NODE_TIMEOUT_S = 1.0
 MAX_EXPOSURE_KRW = 200_000.0
 FAIL_CLOSED_AFTER_S = FAST["watchdog"]["fail_closed_after_s"]
 MAX_QUOTE_AGE_S = 2.0  # engine.max_quote_age_s (the default)
+GRACE_S = 2.0  # a short orphan grace, for the node that outlives it
 
 
 @dataclass
@@ -74,19 +83,21 @@ def main_config(hosts: NetHosts, keys: dict[str, Path]) -> dict[str, Any]:
     })
 
 
-def node_config(hosts: NetHosts, keys_dir: Path, node: str, **testing: Any) -> dict[str, Any]:
+def node_config(hosts: NetHosts, keys_dir: Path, node: str, grace_s: float = 20.0,
+                **testing: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "bus": {"curve": {"enabled": True, "keys_dir": str(keys_dir)}},
         "cluster": {"host": node, "main": f"tcp://{hosts.addresses['main']}:{NODE_PORT}",
-                    "node_timeout_s": NODE_TIMEOUT_S, "orphan_grace_s": 20.0},
+                    "node_timeout_s": NODE_TIMEOUT_S, "orphan_grace_s": grace_s},
     }
     if testing:
         cfg["testing"] = testing
     return cfg
 
 
-def start_node(c: Cluster, node: str, name: str, keys_dir: Path, **testing: Any) -> NodeRun:
-    run = NodeRun(c.base / name, node_config(c.hosts, keys_dir, node, **testing), c.hosts, node)
+def start_node(c: Cluster, node: str, name: str, keys_dir: Path, grace_s: float = 20.0,
+               **testing: Any) -> NodeRun:
+    run = NodeRun(c.base / name, node_config(c.hosts, keys_dir, node, grace_s, **testing), c.hosts, node)
     c.runs.append(run)
     return run.start()
 
@@ -174,6 +185,25 @@ def test_feeds_on_two_nodes_trade_live_and_the_ledger_matches_the_exchange(clust
         assert f'arbd_host_up{{host="{n}"}} 1.0' in metrics
 
 
+def test_status_shows_each_actors_host_and_restart_works_across_hosts(cluster: Cluster) -> None:
+    main, seoul = cluster.main, cluster.nodes["seoul"]
+    table = main.arbctl("status")
+    assert table.returncode == 0, table.stderr
+    assert "feed.upbit@seoul" in table.stdout and "feed.binance@tokyo" in table.stdout
+    assert "CLOCK OFFSET" in table.stdout
+    before = main.actor("feed.upbit")
+
+    res = main.arbctl("restart", "feed.upbit")
+    after = main.wait_replaced("feed.upbit", before["pid"], timeout=20)
+
+    assert res.returncode == 0 and res.stdout.strip() == "restarting feed.upbit", res.stderr
+    assert after["host"] == "seoul" and after["restarts"] == before["restarts"] + 1
+    assert sh("ip", "netns", "identify", str(after["pid"])).stdout.strip() == cluster.hosts.ns("seoul")
+    lines = seoul.log_events("feed.upbit")  # the node's own restart log
+    assert any(r["event"] == "kill" and r["reason"] == "operator request" for r in lines), lines
+    assert any(r["event"] == "start" and r["pid"] == after["pid"] for r in lines), lines
+
+
 def test_a_cut_link_fails_trading_closed_in_time_and_trading_resumes_on_restore(cluster: Cluster) -> None:
     main, hosts = cluster.main, cluster.hosts
     main.arm_live()
@@ -209,6 +239,9 @@ def test_a_cut_link_fails_trading_closed_in_time_and_trading_resumes_on_restore(
                 and not st["fail_closed"])
 
     wait_until(recovered, 45, "seoul's feed back and trading open again", interval=0.2)
+    during = [r for r in cluster.nodes["seoul"].log_events("feed.upbit")
+              if cut_ns / 1e9 <= r["ts"] <= restore_ns / 1e9]
+    assert not during, f"the node stopped its actor while main was away (within the grace): {during}"
     at_restore = len(main.sim_orders())
     wait_sim_orders(main, at_restore + 2, timeout=60)  # trading resumes
     orders = assert_ledger_matches_exchange(main)
@@ -224,6 +257,35 @@ def test_a_cut_link_fails_trading_closed_in_time_and_trading_resumes_on_restore(
     accepted = [o["client_order_id"] for o in orders if stale_from <= int(o["ts_ns"]) <= restore_ns
                 and o["client_order_id"] not in unwinds]
     assert not accepted, f"orders the exchange accepted while seoul's quotes were stale: {accepted}"
+
+
+def test_a_node_that_loses_main_past_its_grace_stops_its_actors_and_restarts_them_on_return(
+        cluster: Cluster) -> None:
+    main, hosts = cluster.main, cluster.hosts
+    cluster.nodes["seoul"].stop()
+    node = start_node(cluster, "seoul", "seoul-short", cluster.keys["seoul"], grace_s=GRACE_S)
+    cluster.nodes["seoul"] = node
+    wait_until(lambda: hosts_by_name(main.status())["seoul"].get("pid") == node.pid
+               and main.actor("feed.upbit")["state"] == "running", 30, "the short-grace seoul node running")
+    feed_pid = main.actor("feed.upbit")["pid"]
+
+    hosts.cut("seoul")
+    try:
+        stopped = wait_until(lambda: any("stopping actors: main daemon unreachable" in x.get("msg", "")
+                                         for x in node.log_lines()), GRACE_S + 6, "the node to stop its actors")
+        assert stopped
+        wait_until(lambda: pid_gone(feed_pid), 8, "seoul's feed process to end")
+        assert node.alive()  # the node itself waits for main
+    finally:
+        hosts.restore("seoul")
+
+    def back() -> dict[str, Any] | None:
+        a = main.actor("feed.upbit")
+        return a if a["state"] == "running" and a["pid"] != feed_pid else None
+
+    wait_until(back, 30, "seoul's actors started again once main is back")
+    wait_until(lambda: not any("seoul" in r for r in main.status()["fail_closed_reasons"]), 20,
+               "no seoul condition left")
 
 
 def test_peers_without_an_authorised_key_are_refused_and_logged(cluster: Cluster) -> None:
@@ -270,11 +332,15 @@ def test_a_host_whose_clock_is_off_is_shown_and_fails_trading_closed(cluster: Cl
     st = wait_until(skew_seen, 30, "main to see tokyo's clock 1 s ahead")
     wait_until(lambda: any("clock of tokyo" in r for r in main.status()["fail_closed_reasons"]), 10,
                "trading fail-closed on tokyo's clock")
-    st = main.status()
-    assert st["fail_closed"]
-    # tokyo's books are stamped 1 s ahead; read on main's clock they are fresh, not from the future.
-    binance = [f for f in st["feeds"] if f["venue"] == "binance"]
-    assert binance and all(0.0 <= f["age_s"] < 0.9 for f in binance), binance
+    assert main.status()["fail_closed"]
+
+    # tokyo's books are stamped 1 s ahead; read on main's clock they are fresh, not from the future
+    # (uncorrected, every age would be about -1 s).
+    def fresh_binance_books() -> list[dict[str, Any]] | None:
+        books = [f for f in main.status()["feeds"] if f["venue"] == "binance"]
+        return books if books and all(0.0 <= f["age_s"] < 0.9 for f in books) else None
+
+    wait_until(fresh_binance_books, 10, "tokyo's books to read fresh on main's clock")
 
 
 def test_tcp_beyond_loopback_without_curve_or_keys_is_refused_at_start(tmp_path: Path) -> None:
