@@ -169,6 +169,9 @@ def test_feeds_on_two_nodes_trade_live_and_the_ledger_matches_the_exchange(clust
         return hs if ok else None
 
     hs = wait_until(clocks_known, 15, "both nodes up with a clock offset and a round trip")
+    print(f"\nlinks (netem {'on, ' + str(DELAY_MS) + ' ms each way' if cluster.hosts.netem else 'unavailable'}): "
+          + "; ".join(f"{n} rtt {hs[n]['rtt_ms']} ms, offset {hs[n]['clock_offset_ms']} "
+                      f"+- {hs[n]['clock_error_ms']} ms" for n in NODES))
     for n in NODES:  # one machine, one clock: the estimate is within its own error bound of 0
         assert abs(hs[n]["clock_offset_ms"]) <= hs[n]["clock_error_ms"] + 1.0, hs[n]
         if cluster.hosts.netem:  # the link's delay both ways is in the round trip
@@ -217,6 +220,7 @@ def test_a_cut_link_fails_trading_closed_in_time_and_trading_resumes_on_restore(
         closed = wait_until(lambda: (st := main.safe_status()) is not None and st["fail_closed"] and st,
                             FAIL_CLOSED_AFTER_S + 3, "trading to fail closed after the cut", interval=0.05)
         closed_after_s = time.monotonic() - cut_m
+        print(f"\ncut seoul: status fail-closed after {closed_after_s:.2f}s ({closed['fail_closed_reasons']})")
         assert closed_after_s <= FAIL_CLOSED_AFTER_S + 0.5, (closed_after_s, closed["fail_closed_reasons"])
         down = wait_until(lambda: (st := main.status()) and
                           {a["name"]: a for a in st["actors"]}["feed.upbit"]["state"] == "stopped" and st,
@@ -239,6 +243,7 @@ def test_a_cut_link_fails_trading_closed_in_time_and_trading_resumes_on_restore(
                 and not st["fail_closed"])
 
     wait_until(recovered, 45, "seoul's feed back and trading open again", interval=0.2)
+    print(f"restored seoul: trading open again after {(time.time_ns() - restore_ns) / 1e9:.2f}s")
     during = [r for r in cluster.nodes["seoul"].log_events("feed.upbit")
               if cut_ns / 1e9 <= r["ts"] <= restore_ns / 1e9]
     assert not during, f"the node stopped its actor while main was away (within the grace): {during}"
@@ -288,6 +293,20 @@ def test_a_node_that_loses_main_past_its_grace_stops_its_actors_and_restarts_the
                "no seoul condition left")
 
 
+def test_a_restarted_main_daemon_gets_the_nodes_actors_back(cluster: Cluster) -> None:
+    main = cluster.main
+    before = {a["name"]: a["pid"] for a in main.status()["actors"] if a["host"] != "main"}
+    assert main.stop() == 0
+
+    main.start(wait_running=False)
+    main.wait_all_running(60)  # the nodes said hello to the new main and restarted their actors
+
+    after = {a["name"]: a for a in main.status()["actors"] if a["host"] != "main"}
+    assert set(after) == set(PLACEMENT)
+    assert all(after[n]["pid"] != before[n] and after[n]["host"] == PLACEMENT[n] for n in after), (before, after)
+    assert all(h["state"] == "up" for h in main.status()["hosts"])
+
+
 def test_peers_without_an_authorised_key_are_refused_and_logged(cluster: Cluster) -> None:
     main, hosts = cluster.main, cluster.hosts
     # A node "tokyo" with a key of its own making: main does not authorise it.
@@ -329,7 +348,7 @@ def test_a_host_whose_clock_is_off_is_shown_and_fails_trading_closed(cluster: Cl
         return st if h["state"] == "up" and h["pid"] == skewed.pid and h["clock_offset_ms"] is not None \
             and abs(h["clock_offset_ms"] - 1000.0) < 50.0 else None
 
-    st = wait_until(skew_seen, 30, "main to see tokyo's clock 1 s ahead")
+    wait_until(skew_seen, 30, "main to see tokyo's clock 1 s ahead")
     wait_until(lambda: any("clock of tokyo" in r for r in main.status()["fail_closed_reasons"]), 10,
                "trading fail-closed on tokyo's clock")
     assert main.status()["fail_closed"]
