@@ -260,6 +260,21 @@ class _LoggingAuthenticator(ThreadAuthenticator):
         self.peer = msg[3].decode(errors="replace") if len(msg) > 3 else "?"
         await super().handle_zap_message(msg)
 
+    def stop(self) -> None:
+        # ThreadAuthenticator.stop joins its thread without a limit; a process
+        # that is shutting down must not hang on it (the thread is a daemon).
+        if self.pipe:
+            with contextlib.suppress(zmq.ZMQError):
+                self.pipe.send(b"TERMINATE", zmq.NOBLOCK)
+            if self.thread is not None:
+                self.thread.join(2.0)
+            self.thread = None  # type: ignore[assignment]
+            self.pipe.close(linger=0)
+            self.pipe = None  # type: ignore[assignment]
+        if self.zap_socket:
+            self.zap_socket.close(linger=0)
+        self.zap_socket = None  # type: ignore[assignment]
+
 
 class _AllowedKeys:
     """The CURVE credentials check: the authorised keys and the host's own."""
