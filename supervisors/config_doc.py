@@ -36,7 +36,7 @@ NOTES: dict[str, str] = {
     "testing": "test-only hooks (role_overrides, crash_at_start, leak_mb_per_s, clock_skew_s)",
     "bus.tcp_host": "where tcp endpoints bind; anything but loopback needs bus.curve",
     "bus.curve.enabled": "CURVE (zmq.auth) on every tcp socket; required beyond loopback",
-    "bus.curve.keys_dir": "this host's keys: <host>.key_secret, authorized/<peer>.key (arbctl keys new)",
+    "bus.curve.keys_dir": "this host's keys: HOST.key_secret, authorized/PEER.key (arbctl keys new)",
     "cluster.host": "this host's name: main runs `arbd start`, a node `arbd node`",
     "cluster.main": "(node) the main daemon's node channel, tcp://ADDRESS:PORT",
     "cluster.port": "(main) the node channel's port on bus.tcp_host",

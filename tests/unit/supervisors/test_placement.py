@@ -128,3 +128,14 @@ def test_the_config_a_node_gets_rebuilds_to_the_same_config() -> None:
     cfg = ArbdConfig()
 
     assert actor_config(config_data(cfg), cfg) == cfg
+
+
+def test_the_shipped_cluster_configs_load_and_agree() -> None:
+    root = Path(__file__).resolve().parents[3] / "configs" / "cluster"
+    main = load_config(root / "main.yaml")
+    nodes = {n: load_config(root / f"{n}.yaml") for n in ("seoul", "tokyo")}
+
+    assert set(main.placement.values()) == set(nodes) == set(main.cluster.nodes)
+    for name, node in nodes.items():
+        assert node.cluster.host == name and node.bus.curve.enabled
+        assert node.cluster.main == f"tcp://{main.bus.tcp_host}:{main.cluster.port}"
