@@ -226,11 +226,16 @@ class Nodes:
             if link.ever_up:
                 self.d.events.record("node_up", {"node": link.name, "down_s": round(was, 3)})
             link.ever_up = True
+        reported = set()
         for rc in msg.actors:
             child = self.d.supervisor.children.get(rc.name)
             if child is None or rc.name not in link.actors:
                 continue
+            reported.add(rc.name)
             self._apply(link, child, rc, now)
+        for name in set(link.actors) - reported:  # not running there (an orphaned or waiting node)
+            child = self.d.supervisor.children[name]
+            child.state, child.identity = STOPPED, None
 
     def _apply(self, link: Link, child: Child, rc: Any, now: float) -> None:
         was = child.state
