@@ -50,6 +50,7 @@ def build_status(d: Daemon) -> dict[str, Any]:
     now_ns = time.time_ns()
     actors = []
     nodes = getattr(d, "nodes", None)
+    offsets = nodes.offsets_ns() if nodes is not None else {d.supervisor.host: 0}
     for name in d.supervisor.order:
         c = d.supervisor.children[name]
         hb = c.last_hb
@@ -57,6 +58,7 @@ def build_status(d: Daemon) -> dict[str, Any]:
         actors.append({
             "name": name,
             "host": c.spec.host,
+            "clock_offset_ms": round(offsets[c.spec.host] / 1e6, 3) if c.spec.host in offsets else None,
             "pid": c.pid,
             "state": c.state,
             "uptime_s": round(now_m - c.started_at, 3) if c.handle is not None or remote_up else 0.0,

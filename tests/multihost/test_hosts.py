@@ -308,7 +308,6 @@ def test_a_restarted_main_daemon_gets_the_nodes_actors_back(cluster: Cluster) ->
 
 
 def test_peers_without_an_authorised_key_are_refused_and_logged(cluster: Cluster) -> None:
-    main, hosts = cluster.main, cluster.hosts
     # A node "tokyo" with a key of its own making: main does not authorise it.
     rogue_keys = cluster.base / "rogue-keys"
     r = run_cli(ARBCTL, "keys", "new", "tokyo", "--dir", str(rogue_keys))
@@ -316,6 +315,14 @@ def test_peers_without_an_authorised_key_are_refused_and_logged(cluster: Cluster
     (rogue_keys / "authorized").mkdir()
     shutil.copy(cluster.keys["main"] / "main.key", rogue_keys / "authorized" / "main.key")
     rogue = start_node(cluster, "tokyo", "rogue", rogue_keys)
+    try:
+        check_refusals(cluster, rogue)
+    finally:
+        rogue.stop()
+
+
+def check_refusals(cluster: Cluster, rogue: NodeRun) -> None:
+    main, hosts = cluster.main, cluster.hosts
     endpoint = f"tcp://{hosts.addresses['main']}:{NODE_PORT}"
     plain = hosts.run_in("seoul", sys.executable, "-m", "tests.support.netns_probe", endpoint, "plain", "seoul")
     wrong = hosts.run_in("seoul", sys.executable, "-m", "tests.support.netns_probe", endpoint,
@@ -334,7 +341,6 @@ def test_peers_without_an_authorised_key_are_refused_and_logged(cluster: Cluster
     assert not any("welcomed by main" in x.get("msg", "") for x in rogue.log_lines())
     tokyo = hosts_by_name(main.status())["tokyo"]
     assert tokyo["state"] == "up" and tokyo["pid"] == cluster.nodes["tokyo"].pid  # the real one, untouched
-    rogue.stop()
 
 
 def test_a_host_whose_clock_is_off_is_shown_and_fails_trading_closed(cluster: Cluster) -> None:
@@ -349,6 +355,7 @@ def test_a_host_whose_clock_is_off_is_shown_and_fails_trading_closed(cluster: Cl
             and abs(h["clock_offset_ms"] - 1000.0) < 50.0 else None
 
     wait_until(skew_seen, 30, "main to see tokyo's clock 1 s ahead")
+    assert abs(main.actor("feed.binance")["clock_offset_ms"] - 1000.0) < 50.0  # each actor with its host's
     wait_until(lambda: any("clock of tokyo" in r for r in main.status()["fail_closed_reasons"]), 10,
                "trading fail-closed on tokyo's clock")
     assert main.status()["fail_closed"]
