@@ -43,6 +43,7 @@ from messages.codec import DecodeError
 from supervisors import logjson
 from supervisors.clocksync import ClockTable, OffsetEstimator
 from supervisors.curve import MAIN, HandshakeWatch
+from supervisors.link_metrics import RTT_BUCKETS_S, LinkMetrics
 from supervisors.placement import node_endpoint, node_specs
 from supervisors.supervisor import FAILED, RUNNING, STARTING, STOPPED
 
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("arbd.nodes")
 
 RELAY = b"relay:"  # prefix of an actor identity reached through its node
-RTT_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 FAIL_CLOSED_REPEAT_S = 1.0
 
 
@@ -135,7 +135,7 @@ class Nodes:
                 c.state = STARTING
                 c.started_at = now
         self._next_ping = now
-        d.metrics.registry.register(_LinkMetrics(self))
+        d.metrics.registry.register(LinkMetrics(self))
         logjson.log(log, logging.INFO, f"node channel on {self.endpoint}", endpoint=self.endpoint,
                     nodes=sorted(self.links), curve=self.keys is not None)
 
@@ -409,32 +409,3 @@ class Nodes:
                 "actors": list(link.actors),
             })
         return out
-
-
-class _LinkMetrics:
-    """Prometheus families for the links (a collector on the exporter's registry)."""
-
-    def __init__(self, nodes: Nodes) -> None:
-        self.nodes = nodes
-
-    def collect(self) -> Any:
-        from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
-
-        rtt = HistogramMetricFamily("arbd_link_rtt_seconds", "Round trip of the main <-> node link "
-                                    "(ping -> report, less the node's hold time)", labels=["link"])
-        offset = GaugeMetricFamily("arbd_host_clock_offset_seconds", "Host clock minus the main daemon's",
-                                   labels=["host"])
-        up = GaugeMetricFamily("arbd_host_up", "1 while the node reports", labels=["host"])
-        for link in list(self.nodes.links.values()):
-            label = f"{MAIN}-{link.name}"
-            acc, buckets = 0, []
-            for b, n in zip(RTT_BUCKETS_S, link.rtt_counts, strict=False):
-                acc += n
-                buckets.append((str(b), float(acc)))
-            buckets.append(("+Inf", float(acc + link.rtt_counts[-1])))
-            rtt.add_metric([label], buckets, link.rtt_sum_s)
-            off = link.clock.offset_ns
-            if off is not None:
-                offset.add_metric([link.name], off / 1e9)
-            up.add_metric([link.name], 1.0 if link.up else 0.0)
-        return [rtt, offset, up]
