@@ -1,6 +1,6 @@
-"""`arbctl`: the operator's control CLI (status, halt, arm, restart, events) and
-its reports for people (trades, report), which read the run directory and
-need no running daemon."""
+"""`arbctl`: the operator's control CLI (status, halt, arm, restart, events,
+keys) and its reports for people (trades, report), which read the run
+directory and need no running daemon."""
 
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ def _parser() -> OneLineParser:
                                        "exposure, orders); needs no running daemon")
     rp.add_argument("--out", required=True, metavar="FILE.html", help="the page to write")
     rp.add_argument("--since", metavar="WHEN", help="only what happened since WHEN (as for trades)")
+    k = sub.add_parser("keys", help="CURVE keys for tcp between hosts")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True, parser_class=OneLineParser)
+    kn = ksub.add_parser("new", help="make NAME.key (public) and NAME.key_secret (mode 0600) for host NAME")
+    kn.add_argument("name", help="the host's name (main, or a node's cluster.host)")
+    kn.add_argument("--dir", default="keys", help="where to write them (default ./keys)")
     return p
 
 
@@ -188,11 +193,25 @@ def cmd_report(args: Any, run: RunDir) -> int:
     return 0
 
 
+def cmd_keys(args: Any, run: RunDir) -> int:
+    from supervisors.curve import AUTHORIZED, CurveError, new_keys
+
+    try:
+        pub, sec, public = new_keys(args.dir, args.name)
+    except CurveError as e:
+        fail("arbctl", f"keys: {e}")
+    except OSError as e:
+        fail("arbctl", f"keys: cannot write in {args.dir}: {e.strerror or e}")
+    print(f"{sec}  (secret: stays on host {args.name}; bus.curve.keys_dir: {sec.parent})")
+    print(f"{pub}  (public {public}: copy to {AUTHORIZED}/ on every host that talks to {args.name})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     run = RunDir.at(args.run_dir)
     handlers = {"status": cmd_status, "halt": cmd_halt, "arm": cmd_arm, "restart": cmd_restart,
-                "events": cmd_events, "trades": cmd_trades, "report": cmd_report}
+                "events": cmd_events, "trades": cmd_trades, "report": cmd_report, "keys": cmd_keys}
     try:
         return handlers[args.cmd](args, run)
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""`arbd start|stop|sim`: run the daemon, stop it, or run the embedded exchange alone."""
+"""`arbd start|stop|sim|node`: run the daemon, stop it, run the embedded exchange
+alone, or run a node supervisor for the actors placed on this host."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import sys
 import time
 from dataclasses import replace
 
+import zmq
+
 from supervisors import logjson
 from supervisors.cliutil import OneLineParser, fail
 from supervisors.config import MODES, load_config
 from supervisors.config_loader import ConfigError
 from supervisors.control import ControlClient, ControlError
+from supervisors.curve import MAIN, CurveError
 from supervisors.endpoints import Endpoints
 from supervisors.runfiles import AlreadyRunning, RunDir
 
@@ -53,6 +57,13 @@ def _parser() -> OneLineParser:
     sm = sub.add_parser("sim", help="run the embedded exchange alone until SIGTERM")
     sm.add_argument("--port", type=int, default=0, help="upbit on N, binance on N+1, admin on N+2 (0: any)")
     sm.add_argument("--seed", type=int, default=1)
+    n = sub.add_parser("node", help="run a node supervisor for the actors the main daemon places on this "
+                                    "host (cluster.host names it, cluster.main says where main is)")
+    n.add_argument("--config", required=True, help="this node's YAML config (cluster:, bus.curve:)")
+    n.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key by dotted path (YAML value syntax); repeatable")
+    n.add_argument("--run-dir", default="run", help="run directory (default ./run)")
+    n.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
     return p
 
 
@@ -101,6 +112,8 @@ def cmd_start(args) -> int:
         code = daemon.run_forever()
     except AlreadyRunning as e:
         fail("arbd", str(e))
+    except (CurveError, zmq.ZMQError, OSError) as e:  # keys, or an endpoint that cannot be bound
+        fail("arbd", f"cannot start: {e}", 2)
     summary = getattr(daemon, "summary", None)
     if summary:
         print(format_summary(summary), flush=True)
@@ -127,6 +140,36 @@ def cmd_stop(args) -> int:
     fail("arbd", f"pid {pid} did not stop within {args.timeout:g}s")
 
 
+def cmd_node(args) -> int:
+    overrides = list(args.overrides)
+    if args.log_level:
+        overrides.append(f"log_level={args.log_level}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as e:
+        for problem in e.problems:
+            sys.stderr.write(f"arbd: config: {problem}\n")
+        return 2
+    if cfg.cluster.host == MAIN:
+        fail("arbd", f"node: cluster.host must name this node ({MAIN!r} is the main daemon's name)", 2)
+    if not cfg.cluster.main:
+        fail("arbd", "node: cluster.main must say where the main daemon's node channel is "
+                     "(tcp://ADDRESS:PORT)", 2)
+    run = RunDir.at(args.run_dir)
+    pid = run.is_running()
+    if pid:
+        fail("arbd", f"already running (pid {pid})")
+    logjson.setup(f"node.{cfg.cluster.host}", cfg.log_level)
+    from supervisors.node import NodeDaemon  # heavy imports only when starting
+
+    try:
+        return NodeDaemon(cfg, run).run_forever()
+    except AlreadyRunning as e:
+        fail("arbd", str(e))
+    except (CurveError, zmq.ZMQError, OSError) as e:
+        fail("arbd", f"node: cannot start: {e}", 2)
+
+
 def cmd_sim(args) -> int:
     from venues.sim.server import run_standalone
 
@@ -136,7 +179,7 @@ def cmd_sim(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"start": cmd_start, "stop": cmd_stop, "sim": cmd_sim}[args.cmd](args)
+        return {"start": cmd_start, "stop": cmd_stop, "sim": cmd_sim, "node": cmd_node}[args.cmd](args)
     except KeyboardInterrupt:
         return 130
 

@@ -34,9 +34,22 @@ def _positive(obj: object, *names: str, also: tuple[str, ...] = ()) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CurveConfig:
+    """CURVE on every tcp socket (supervisors.curve); required beyond loopback."""
+
+    enabled: bool = False
+    keys_dir: str = ""  # <host>.key_secret, and authorized/<peer>.key for every peer
+
+    def __post_init__(self) -> None:
+        if self.enabled and not self.keys_dir:
+            raise ValueError("keys_dir must name this host's keys directory when CURVE is enabled")
+
+
+@dataclass(frozen=True, kw_only=True)
 class BusConfig:
     transport: Literal["ipc", "inproc", "tcp"] = "ipc"
     tcp_host: str = "127.0.0.1"
+    curve: CurveConfig = field(default_factory=CurveConfig)
     # PUB drops silently at its high-water mark; these are sized for bursts of
     # minutes of market data so that drops mean a stuck consumer, not a burst.
     pub_hwm: int = 100_000
@@ -218,6 +231,44 @@ class ExecutionConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    """Where one node's actors bind: actor i placed on it (in start order) gets
+    its stream on ``port_base + 2i`` and its inbox on ``port_base + 2i + 1``."""
+
+    address: str
+    port_base: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port_base <= 65000:
+            raise ValueError(f"port_base must be 1..65000, got {self.port_base}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    """Actors on other hosts (supervisors.nodes, supervisors.node)."""
+
+    host: str = "main"  # this host's name: main runs `arbd start`, a node `arbd node`
+    main: str = ""  # (node) the main daemon's node channel, tcp://ADDRESS:PORT
+    port: int = 7700  # (main) the node channel's port on bus.tcp_host
+    nodes: dict[str, NodeConfig] = field(default_factory=dict)  # (main) name -> where it binds
+    node_timeout_s: float = 2.0  # a link silent this long is down
+    orphan_grace_s: float = 10.0  # (node) actors outlive a lost main daemon this long
+    max_clock_offset_s: float = 0.25  # a host whose clock is further off fails trading closed
+
+    def __post_init__(self) -> None:
+        from supervisors.curve import MAIN, NAME_RE
+
+        _positive(self, "node_timeout_s", "orphan_grace_s", "max_clock_offset_s", also=(
+            f"port must be 1..65535, got {self.port}" if not 1 <= self.port <= 65535 else "",
+            f"host {self.host!r}: a host name is letters, digits, '.', '_' or '-'"
+            if not NAME_RE.match(self.host) else "",
+            f"main must be tcp://ADDRESS:PORT, got {self.main!r}"
+            if self.main and not self.main.startswith("tcp://") else "",
+            f"nodes: {MAIN!r} is the main daemon's name, not a node's" if MAIN in self.nodes else "",
+            *(f"nodes: {n!r} is not a host name" for n in self.nodes if not NAME_RE.match(n))))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ArbdConfig:
     mode: Literal["paper", "live_readonly", "live_trading"] = "paper"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -240,6 +291,8 @@ class ArbdConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     rebalancer: RebalancerConfig = field(default_factory=RebalancerConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    placement: dict[str, str] = field(default_factory=dict)  # actor -> node (unlisted: main)
     # Test-only hooks (e.g. an injected leak); never set in shipped configs.
     testing: dict[str, Any] = field(default_factory=dict)
 
@@ -247,6 +300,11 @@ class ArbdConfig:
         # One home for the entry/exit thresholds: engine:. The strategy reads them from there.
         if self.strategy.premium != PremiumConfig():
             raise ValueError("strategy.premium is not a setting: put thresholds under engine:")
+        from supervisors.placement import config_problems
+
+        problems = config_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 def section_names() -> list[str]:

@@ -35,7 +35,18 @@ NOTES: dict[str, str] = {
     "live_trading.max_notional_per_trade": "USDT, before dry_run_scale",
     "engine.entry_threshold_pct": "edge past fees and baseline needed to open, percent",
     "engine.exit_threshold_pct": "close when the premium is back within this of the baseline",
-    "testing": "test-only hooks (role_overrides, crash_at_start, leak_mb_per_s)",
+    "testing": "test-only hooks (role_overrides, crash_at_start, leak_mb_per_s, clock_skew_s)",
+    "bus.tcp_host": "where tcp endpoints bind; anything but loopback needs bus.curve",
+    "bus.curve.enabled": "CURVE (zmq.auth) on every tcp socket; required beyond loopback",
+    "bus.curve.keys_dir": "this host's keys: HOST.key_secret, authorized/PEER.key (arbctl keys new)",
+    "cluster.host": "this host's name: main runs `arbd start`, a node `arbd node`",
+    "cluster.main": "(node) the main daemon's node channel, tcp://ADDRESS:PORT",
+    "cluster.port": "(main) the node channel's port on bus.tcp_host",
+    "cluster.nodes": "(main) name -> {address, port_base}: where that node's actors bind",
+    "cluster.node_timeout_s": "a link silent this long is down: its actors down, trading fails closed",
+    "cluster.orphan_grace_s": "(node) its actors outlive a lost main daemon this long, then stop",
+    "cluster.max_clock_offset_s": "a host whose clock is further off main's fails trading closed",
+    "placement": "actor -> node, e.g. {feed.upbit: seoul, feed.binance: tokyo}; unlisted: main",
 }
 
 
@@ -44,7 +55,7 @@ def _type_name(tp: Any) -> str:
     if origin is typing.Literal:
         return " \\| ".join(str(a) for a in typing.get_args(tp))
     if origin is not None:
-        return str(tp).replace("typing.", "").replace("|", "\\|")
+        return str(tp).replace("typing.", "").replace("supervisors.config.", "").replace("|", "\\|")
     return getattr(tp, "__name__", str(tp))
 
 
