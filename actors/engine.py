@@ -40,7 +40,7 @@ import time
 from actors.base import RoleActor
 from arbitrage.baseline import PremiumBaseline, dump_state, load_state
 from arbitrage.premium import FX_SYMBOL, PremiumCalculator, mid_premium_pct
-from messages import BookTop
+from messages import BookTop, clock
 from supervisors import logjson
 from supervisors.metricnames import key
 from supervisors.statefile import StateWriter, read_state
@@ -63,8 +63,8 @@ class EngineActor(RoleActor):
     def on_start(self) -> None:
         cfg = self.ctx.config
         self.symbols = tuple(cfg.venues.symbols)
-        self.calc = PremiumCalculator(cfg.engine, time.time)
-        self.baseline = PremiumBaseline(cfg.baseline, time.monotonic)
+        self.calc = PremiumCalculator(cfg.engine, clock.time)
+        self.baseline = PremiumBaseline(cfg.baseline, clock.monotonic)
         self.books: dict[tuple[str, str], BookTop] = {}
         self._keys: dict[str, tuple[str, str, str, str]] = {}
         self.c = self.ctx.counters

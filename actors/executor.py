@@ -47,6 +47,7 @@ from messages import (
     OrderStats,
     TradingState,
     VenueHealth,
+    clock,
 )
 from storage.ledger import Ledger, OrderRow
 from supervisors.metricnames import Histogram, key
@@ -165,7 +166,7 @@ class ExecutorActor(RoleActor):
                 self.ctx.count(key("c", "arbd_inventory_refusals_total", symbol=intent.symbol))
                 self._refuse(intent, f"inventory: {why}")
                 return
-            ok, why, probes = self.breakers.admit_open(tuple(lg.venue for lg in legs), time.monotonic())
+            ok, why, probes = self.breakers.admit_open(tuple(lg.venue for lg in legs), clock.monotonic())
             if not ok:
                 self._refuse(intent, why)
                 return
@@ -192,10 +193,10 @@ class ExecutorActor(RoleActor):
     def _refusal(self, d: GuardDecision) -> str:
         if self.mode == "live_readonly":
             return "live_readonly: orders are disabled"
-        age = (time.time_ns() - d.ts_ns) / 1e9
+        age = (clock.time_ns() - d.ts_ns) / 1e9
         if age > MAX_DECISION_AGE_S:
             return f"stale decision ({age:.1f}s old)"
-        if d.intent.expires_ns and time.time_ns() > d.intent.expires_ns:
+        if d.intent.expires_ns and clock.time_ns() > d.intent.expires_ns:
             return "intent expired before execution"
         t = self.trading
         if t is None:
@@ -337,7 +338,7 @@ class ExecutorActor(RoleActor):
             if d.unsent:  # refused here, not acknowledged there: counted, not timed
                 self.ctx.count(key("c", "arbd_decisions_unsent_total", reason=r.kind or "probe"))
             else:
-                self.hist.observe(max(0.0, (time.time_ns() - d.ts_ns) / 1e9))
+                self.hist.observe(max(0.0, (clock.time_ns() - d.ts_ns) / 1e9))
 
     def _not_sent(self, lg: LegOrder, reason: str) -> None:
         self.inflight.pop(lg.client_order_id, None)
@@ -346,7 +347,7 @@ class ExecutorActor(RoleActor):
         self.ledger.apply(evt)
 
     def _breaker_result(self, venue: str, accepted: bool, kind: str, reason: str) -> None:
-        tr = self.breakers.on_result(venue, accepted, kind, reason, time.monotonic())
+        tr = self.breakers.on_result(venue, accepted, kind, reason, clock.monotonic())
         if tr is not None:
             self._on_transition(tr)
 
@@ -415,7 +416,7 @@ class ExecutorActor(RoleActor):
             rejected=c.get("rejected", 0) + c.get("failed", 0), sent=sum(c.values())))
 
     def _publish_health(self) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         snap = self.breakers.snapshot(now)
         gw = self.gateway.health()
         for venue in VENUES:

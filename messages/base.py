@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from messages import clock
+
 _COUNTER = itertools.count()
 _PREFIX = f"{os.getpid():x}{time.time_ns() & 0xFFFFFF:06x}"
 
@@ -29,7 +31,7 @@ def new_id() -> str:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     id: str = field(default_factory=new_id)
-    ts_ns: int = field(default_factory=time.time_ns)
+    ts_ns: int = field(default_factory=lambda: clock.time_ns())  # the market's clock (see messages.clock)
 
     TAG: ClassVar[str] = ""
 
