@@ -297,6 +297,13 @@ class ExecutorActor(RoleActor):
             self._on_leg_result(message)
         elif self.mode == "live_trading":  # paper fills never reach a venue: nothing to break
             self._breaker_result(message.venue, message.accepted, message.kind or "other", message.reason)
+        if self.ctx.progress is not None:
+            self.ctx.progress.set(pending=self.pending_work())
+
+    def pending_work(self) -> int:
+        """Legs at a venue, sent and not final (a backtest's clock waits for them);
+        a probe's partner legs are not sent yet."""
+        return len(self.inflight) - sum(len(d.queued) for d in self.decisions.values())
 
     def _on_leg_result(self, r: LegResult) -> None:
         lg = r.leg

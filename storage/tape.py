@@ -275,6 +275,15 @@ class TapeReader:
             yield ChunkInfo(offset, comp_len, raw_len, n, first, last), raw
             offset += _CHUNK_HEAD.size + comp_len
 
+    def first_ns(self) -> int:
+        """The first frame's receive time, from the first chunk's header (0: no chunk)."""
+        with self.path.open("rb") as f:
+            f.seek(self.data_offset)
+            head = f.read(_CHUNK_HEAD.size)
+        if len(head) < _CHUNK_HEAD.size or head[:4] != CHUNK_MAGIC:
+            return 0
+        return int(_CHUNK_HEAD.unpack(head)[4])
+
     def scan(self) -> list[ChunkInfo]:
         """Every whole chunk's header, each checked against its crc."""
         with self.path.open("rb") as f:

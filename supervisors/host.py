@@ -192,7 +192,7 @@ class ActorHost:
             tick_ns = int(tick_every * 1e9) if tick_every else 0
             self._next_tick_ns = clock.monotonic_ns() + tick_ns if tick_ns else NEVER
             progress.set(next_tick=self._next_tick_ns, attached=1)
-            tick_every = None
+            tick_every, next_tick = None, time.monotonic() + 1e9
         next_retx = time.monotonic() + self.cfg.bus.ack_timeout_s
         next_check = time.monotonic()
         freeze_at: list[float] | None = None  # set once the actor has started
