@@ -35,10 +35,16 @@ def ledger_result(ledger_path: Path) -> dict[str, Any]:
         pnl = book.realized_pnl_krw
         peak = max(peak, pnl)
         drawdown = max(drawdown, peak - pnl)
-    filled = sorted((r for r in rows if r.filled_qty > 0), key=lambda r: (r.created_ns, r.venue))
+    first_fill: dict[str, int] = {}
+    for ev in events:
+        if ev.filled_qty > 0:
+            first_fill.setdefault(ev.client_order_id, ev.ts_ns)
+    filled = sorted((r for r in rows if r.filled_qty > 0),
+                    key=lambda r: (first_fill.get(r.client_order_id, r.created_ns), r.venue))
     pairs: dict[str, int] = {}
-    fill_log = [[r.created_ns, pairs.setdefault(r.pair_id, len(pairs)), r.action, r.venue, r.symbol, r.side,
-                 round(r.filled_qty, 10), round(r.avg_price, 10), round(r.fee_krw, 4)] for r in filled]
+    fill_log = [[first_fill.get(r.client_order_id, r.created_ns), pairs.setdefault(r.pair_id, len(pairs)),
+                 r.action, r.venue, r.symbol, r.side, round(r.filled_qty, 10), round(r.avg_price, 10),
+                 round(r.fee_krw, 4)] for r in filled]
     return {
         "trades_opened": book.trades_opened,
         "trades_closed": book.trades_closed,
@@ -48,6 +54,7 @@ def ledger_result(ledger_path: Path) -> dict[str, Any]:
         "fills": len(filled),
         "fees_krw": round(sum(r.fee_krw for r in rows), 2),
         "max_drawdown_krw": round(drawdown, 2),
-        # [tape ns, pair (in order of appearance), action, venue, symbol, side, qty, price, fee KRW]
+        # [tape ns of its first fill, pair (numbered in order of appearance), action, venue, symbol,
+        #  side, qty, price, fee KRW]
         "fill_log": fill_log,
     }

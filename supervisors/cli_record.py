@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisors.cliutil import fail
-from supervisors.config import ArbdConfig, load_config
+from supervisors.config import load_config
 from supervisors.config_loader import ConfigError
 
 
@@ -34,11 +34,6 @@ def _progress(rec: Any, writer: Any, started: float) -> str:
     return (f"recording {time.monotonic() - started:7.1f}s  upbit {v['upbit'].frames:,}  "
             f"binance {v['binance'].frames:,}  frames {total:,}  on disk {disk / 1e6:.2f} MB{ratio}"
             + (f"  [not connected: {', '.join(down)}]" if down else ""))
-
-
-def tape_meta(cfg: ArbdConfig, source: str, urls: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:
-    return {"format": "arbd-tape", "source": source, "symbols": list(cfg.venues.symbols),
-            "created_ns": time.time_ns(), "urls": urls, "trades": cfg.record.trades, **extra}
 
 
 def cmd_record(args: Any) -> int:
@@ -59,7 +54,7 @@ def cmd_record(args: Any) -> int:
     if not out.parent.is_dir():
         fail("arbd", f"{out.parent} is not a directory")
     from storage.tape import TapeWriter  # heavy imports only when recording
-    from venues.recorder import Recorder
+    from venues.recorder import Recorder, tape_meta
 
     source = cfg.venues.source
     sim = None
@@ -77,7 +72,8 @@ def cmd_record(args: Any) -> int:
         urls = {"upbit": cfg.venues.upbit_ws, "binance": cfg.venues.binance_ws}
     rc = cfg.record
     try:
-        writer = TapeWriter(out, tape_meta(cfg, source, urls, extra), chunk_bytes=rc.chunk_kb << 10,
+        meta = tape_meta(source, cfg.venues.symbols, urls, rc.trades, extra)
+        writer = TapeWriter(out, meta, chunk_bytes=rc.chunk_kb << 10,
                             flush_s=rc.flush_s, max_bytes=int(rc.max_mb * 1e6))
     except OSError as e:
         if sim is not None:

@@ -106,6 +106,13 @@ def binance_stream(data: bytes) -> str:
     return OTHER
 
 
+def tape_meta(source: str, symbols: Sequence[str], urls: dict[str, str], trades: bool,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A tape's header: what was recorded, from where, when."""
+    return {"format": "arbd-tape", "source": source, "symbols": list(symbols), "created_ns": time.time_ns(),
+            "urls": urls, "trades": trades, **(extra or {})}
+
+
 class Recorder:
     """Streams both venues into ``sink`` until ``stop`` (or the sink is full)."""
 
