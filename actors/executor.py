@@ -61,6 +61,10 @@ VENUES = (UPBIT, BINANCE)
 ACCEPTED = frozenset({"filled", "partially_filled", "cancelled", "open"})
 
 
+def _paper_fills(config: Any) -> bool:
+    return config.mode == "paper" and not config.backtest.tape
+
+
 @dataclass(slots=True)
 class _Decision:
     """The legs of one decision still waiting for a final state."""
@@ -86,14 +90,15 @@ class ExecutorActor(RoleActor):
 
     # Paper fills walk every book, so in paper mode they come straight from
     # the feeds' streams (every one; the bus has ten a second). Live modes
-    # need only the FX rate (fees and PnL in KRW), from the bus.
+    # need only the FX rate (fees and PnL in KRW), from the bus; so does a
+    # backtest, whose fills are the replay exchange's.
     @classmethod
     def subscriptions_for(cls, config: Any) -> tuple[str, ...]:
-        return ("state",) if config.mode == "paper" else cls.subscriptions
+        return ("state",) if _paper_fills(config) else cls.subscriptions
 
     @classmethod
     def direct_for(cls, config: Any) -> dict[str, tuple[str, ...]]:
-        return cls._FEEDS if config.mode == "paper" else {}
+        return cls._FEEDS if _paper_fills(config) else {}
     has_inbox = True
     tick_interval_s = 0.5
 

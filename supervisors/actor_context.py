@@ -71,6 +71,8 @@ class ActorContext:
                               self.name, self.incarnation,
                               stream_endpoint=self.endpoints.streams.get(self.name, "") if streams else "",
                               stream_prefixes=streams, bus_every=role.bus_every if role is not None else None)
+        if self.progress is not None:
+            pub.on_bus = self.progress.bus_sent
         self.publishers.append(pub)
         return pub
 

@@ -154,6 +154,8 @@ class ActorHost:
             self.clock_sub.connect(tick_endpoint(self.actx.run.root))
             self.poller.register(self.clock_sub, zmq.POLLIN)
             sources = [name for name in direct if name in ep.streams]
+            self.progress.subscribe(actor_cls.subscriptions_for(self.cfg))
+            self.publisher.on_bus = self.progress.bus_sent
             self.progress.set(direct_mask=self.progress.mask_of(sources))
 
     def _out(self, target: str) -> zmq.Socket:
@@ -351,14 +353,19 @@ class ActorHost:
                 replaced = self._latest.replaced
                 empty = self._latest.put(topic, inbound)
                 if progress is not None:  # a superseded quote is never handled: count it done
-                    progress.add(recv=1, direct_recv=int(sock is self.dsub),
-                                 done=self._latest.replaced - replaced)
+                    self._count_in(progress, sock, env.sender, self._latest.replaced - replaced)
                 if empty:
                     self._deliver(ref, self._latest)
             else:
                 if progress is not None:
-                    progress.add(recv=1, direct_recv=int(sock is self.dsub))
+                    self._count_in(progress, sock, env.sender, 0)
                 self._deliver(ref, inbound)
+
+    def _count_in(self, progress: Progress, sock: zmq.Socket, sender: str, superseded: int) -> None:
+        if sock is self.dsub:
+            progress.add(recv=1, direct_recv=1, done=superseded)
+        else:
+            progress.bus_received(sender, superseded)
 
     def _deliver(self, ref: Any, item: Inbound | LatestBox) -> None:
         """Hand a message to the actor: inline on this thread when the actor

@@ -7,22 +7,24 @@ tape clock (``messages.clock`` reads it); the daemon creates the file and
 names one slot per child; each actor process (:class:`Progress`) writes its
 own slot; the replay exchange (:class:`Board`) writes the clock and reads
 every slot. A slot is written whole under a sequence word (odd while
-writing), and a reader retries until it reads it even and unchanged.
+writing); a reader copies the slot area twice until both copies are equal
+and no sequence word is odd.
 
 A slot says, for its process: messages received for the actor and handled
 (or superseded in a latest-value mailbox), items put in the outbox and sent,
-trade-path messages still unacknowledged, messages sent on its direct
-stream and received from its direct sources, when its next tick is due (tape
-time), work in flight outside messages (the executor's legs) and, for a
-feed, frames fully handled. The daemon is quiet when every slot has handled
-all it received, sent all it put, has every send acknowledged and no tick
-due, and every direct consumer has received every message its sources sent
-(see ``venues.sim.replay_driver``). The bus (via the proxy) is not counted:
-its fan-out is unknown at the sender; what trades on it in a replay is
-listed in the README's limits.
+trade-path messages still unacknowledged, messages sent on its direct stream
+and received from its direct sources, when its next tick is due (tape time),
+work in flight outside messages (the executor's legs), for a feed the frames
+fully handled, and two rows for the bus: per other slot, the bus messages it
+sent that slot (the topics that slot subscribes to, as it wrote them here)
+and the bus messages it received from it. Bus counting starts when the
+replay sets the header's ``bus_gen`` (every actor subscribed by then); the
+replay compares the rows from a baseline taken once the daemon has settled.
+``venues.sim.replay_sync`` says when all of it adds up to quiet.
 
-Wake-ups: every slot write pokes a named pipe (``clock.wake``) that the
-replay exchange's loop reads, so it looks again at once instead of polling.
+Wake-ups: a slot write that leaves its process with nothing to do pokes a
+named pipe (``clock.wake``) that the replay exchange's loop reads, so it looks
+again at once instead of polling.
 Ticks: the replay exchange publishes a byte on ``ipc://<run>/sock/clock``
 whenever it moves the clock onto a tick boundary; hosts wake on it and run
 the ticks due in tape time.
@@ -34,27 +36,32 @@ import contextlib
 import errno
 import mmap
 import os
+import struct
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from messages.clock import CLOCK_WORD
 
-MAGIC = 0x41524244424F4431  # "ARBDBOD1"
-HEADER_WORDS = 8  # clock, magic, slots, started, ...
-SLOT_WORDS = 16
-MAX_SLOTS = 32
+MAGIC = 0x41524244424F4432  # "ARBDBOD2"
+HEADER_WORDS = 8  # clock, magic, slots, bus_gen, ...
+BUS_GEN = 3
+MAX_SLOTS = 16
+SLOT_WORDS = 16 + 2 * MAX_SLOTS  # fields, then bus sent to each slot, then bus received from each
 NAME_BYTES = 32
+PREFIX_BYTES = 256
 NEVER = (1 << 63) - 1  # next_tick of a role without ticks
 
 # Slot word offsets.
 SEQ, PID, RECV, DONE, OUT_PUT, OUT_SENT, UNACKED, STREAM_SENT, DIRECT_RECV, DIRECT_MASK, NEXT_TICK, \
     PENDING, FRAMES, ATTACHED = range(14)
+BUS_SENT, BUS_RECV = 16, 16 + MAX_SLOTS
 FIELDS = ("seq", "pid", "recv", "done", "out_put", "out_sent", "unacked", "stream_sent", "direct_recv",
           "direct_mask", "next_tick", "pending", "frames", "attached")
 
 _NAMES_AT = (HEADER_WORDS + MAX_SLOTS * SLOT_WORDS) * 8
-SIZE = _NAMES_AT + MAX_SLOTS * NAME_BYTES
+_PREFIXES_AT = _NAMES_AT + MAX_SLOTS * NAME_BYTES
+SIZE = _PREFIXES_AT + MAX_SLOTS * PREFIX_BYTES
 
 
 def board_path(run_root: Path) -> Path:
@@ -78,9 +85,12 @@ def _map(path: Path) -> tuple[mmap.mmap, memoryview]:
     return mm, memoryview(mm).cast("q")
 
 
+def _text(mm: mmap.mmap, at: int, size: int) -> str:
+    return bytes(mm[at:at + size]).rstrip(b"\0").decode()
+
+
 def _names(mm: mmap.mmap, n: int) -> list[str]:
-    return [bytes(mm[_NAMES_AT + i * NAME_BYTES:_NAMES_AT + (i + 1) * NAME_BYTES]).rstrip(b"\0").decode()
-            for i in range(n)]
+    return [_text(mm, _NAMES_AT + i * NAME_BYTES, NAME_BYTES) for i in range(n)]
 
 
 class Board:
@@ -92,6 +102,7 @@ class Board:
         if self.words[1] != MAGIC:
             raise ValueError(f"{path} is not a backtest board")
         self.names = _names(self._mm, self.words[2])
+        self._unpack = struct.Struct(f"<{len(self.names) * SLOT_WORDS}q").unpack
 
     @classmethod
     def create(cls, path: Path, names: Sequence[str], clock_ns: int) -> Board:
@@ -122,26 +133,27 @@ class Board:
     def clock_ns(self, value: int) -> None:
         self.words[CLOCK_WORD] = value
 
+    def count_bus(self) -> None:
+        """From now on publishers count what they send each subscriber on the bus."""
+        self.words[BUS_GEN] = 1
+
     def slot(self, i: int) -> tuple[int, ...]:
-        """Slot ``i`` as written by one whole write (retried while a write is under way)."""
-        base = HEADER_WORDS + i * SLOT_WORDS
-        words = self.words
-        while True:
-            seq = words[base + SEQ]
-            if seq & 1:
-                continue
-            vals = tuple(words[base:base + SLOT_WORDS])
-            if words[base + SEQ] == seq:
-                return vals
+        return self.snapshot()[i]
 
     def snapshot(self) -> list[tuple[int, ...]]:
-        """Every slot at one moment: read all twice until nothing changed between the reads."""
+        """Every slot at one moment: the slot area copied twice, until the two copies
+        are equal and no slot was being written (a sequence word is odd meanwhile)."""
         n = len(self.names)
-        first = [self.slot(i) for i in range(n)]
+        lo, hi = HEADER_WORDS * 8, (HEADER_WORDS + n * SLOT_WORDS) * 8
+        mm, unpack = self._mm, self._unpack
+        first = mm[lo:hi]
         while True:
-            again = [self.slot(i) for i in range(n)]
-            if all(a[SEQ] == b[SEQ] for a, b in zip(first, again, strict=True)):
-                return again
+            again = mm[lo:hi]
+            if again == first:
+                vals = unpack(again)
+                slots = [vals[k * SLOT_WORDS:(k + 1) * SLOT_WORDS] for k in range(n)]
+                if not any(slot[SEQ] & 1 for slot in slots):
+                    return slots
             first = again
 
     def close(self) -> None:
@@ -161,17 +173,64 @@ class Progress:
             raise ValueError(f"no slot for {name!r} on the board")
         self.index = names.index(name)
         self.names = names
+        self._slot_of = {n: i for i, n in enumerate(names)}
         self._base = HEADER_WORDS + self.index * SLOT_WORDS
         self._vals = list(self._words[self._base:self._base + SLOT_WORDS])
         self._vals[PID] = os.getpid()
         self._lock = threading.Lock()
         self._wake_path = wake_path(run_root)
         self._wake_fd = -1
+        self._masks: dict[str, tuple[int, ...]] = {}  # bus topic -> subscriber slots
+        self._masks_gen = 0
         self._write()
 
     def mask_of(self, names: Sequence[str]) -> int:
         return sum(1 << self.names.index(n) for n in names if n in self.names)
 
+    def subscribe(self, prefixes: Sequence[str]) -> None:
+        """Say which bus topics this process reads (before the replay counts the bus)."""
+        raw = ",".join(prefixes).encode()
+        if len(raw) > PREFIX_BYTES:
+            raise ValueError("bus subscriptions too long for the board")
+        at = _PREFIXES_AT + self.index * PREFIX_BYTES
+        self._mm[at:at + PREFIX_BYTES] = raw.ljust(PREFIX_BYTES, b"\0")
+
+    # -- the bus -----------------------------------------------------------------------
+    def _subscribers(self, topic: str) -> tuple[int, ...]:
+        gen = self._words[BUS_GEN]
+        if gen != self._masks_gen:
+            self._masks, self._masks_gen = {}, gen
+        got = self._masks.get(topic)
+        if got is None:
+            got = []
+            for i in range(len(self.names)):
+                text = _text(self._mm, _PREFIXES_AT + i * PREFIX_BYTES, PREFIX_BYTES)
+                if text and any(topic.startswith(p) for p in text.split(",")):
+                    got.append(i)
+            got = self._masks[topic] = tuple(got)
+        return got
+
+    def bus_sent(self, topic: str) -> None:
+        """One bus message on ``topic`` went out (written with the next slot write)."""
+        if not self._words[BUS_GEN]:
+            return
+        with self._lock:
+            vals = self._vals
+            for s in self._subscribers(topic):
+                vals[BUS_SENT + s] += 1
+
+    def bus_received(self, sender: str, conflated: int) -> None:
+        """One bus message from ``sender`` came in; ``conflated`` messages were superseded."""
+        q = self._slot_of.get(sender)
+        with self._lock:
+            vals = self._vals
+            vals[RECV] += 1
+            vals[DONE] += conflated
+            if q is not None and self._words[BUS_GEN]:
+                vals[BUS_RECV + q] += 1
+            self._write()
+
+    # -- writing -------------------------------------------------------------------------
     def _write(self) -> None:
         words, base, vals = self._words, self._base, self._vals
         seq = words[base + SEQ] + 1
@@ -179,7 +238,10 @@ class Progress:
         for k in range(1, SLOT_WORDS):
             words[base + k] = vals[k]
         words[base + SEQ] = seq + 1
-        self._wake()
+        # Only a process with nothing left to do can complete the daemon's quiet:
+        # a busy one will write (and poke) again once it is done.
+        if vals[RECV] == vals[DONE] and vals[OUT_PUT] == vals[OUT_SENT] and not vals[UNACKED]:
+            self._wake()
 
     def _wake(self) -> None:
         if self._wake_fd < 0:

@@ -48,6 +48,7 @@ class Publisher:
         self.sent = 0  # frames sent; read by the host for its heartbeat (an int store is atomic)
         self.stream_sent = 0  # of which on the stream (a backtest's board counts them)
         self.thinned = 0  # bus copies left out by bus_every
+        self.on_bus: Callable[[str], None] | None = None  # a backtest counts bus sends per topic
 
     def _route(self, topic: str) -> tuple[bytes, bool, float]:
         every = max((s for p, s in self._bus_every.items() if topic.startswith(p)), default=0.0)
@@ -80,6 +81,8 @@ class Publisher:
         self._bus_seq[topic] = seq
         bus.send_multipart((t, encode(msg, self._sender, self._incarnation, seq)))
         self.sent += 1
+        if self.on_bus is not None:
+            self.on_bus(topic)
 
     def close(self) -> None:
         """Close both sockets (from the owner thread, or once it has ended)."""

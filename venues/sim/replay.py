@@ -46,7 +46,7 @@ from aiohttp import web
 
 from arbitrage.venue_rules import BINANCE, UPBIT
 from storage.tape import TapeError, TapeReader
-from supervisors.progress import NEVER, Board, board_path, tick_endpoint, wake_path
+from supervisors.progress import BUS_SENT, NEVER, Board, board_path, tick_endpoint, wake_path
 from venues.sim.binance_ws import BinanceWs
 from venues.sim.config import SimConfig
 from venues.sim.core import SimCore
@@ -107,10 +107,12 @@ class ReplayExchange(SimExchange):
         self.upbit_ws: ReplayUpbitWs | None = None
         self.binance_ws: ReplayBinanceWs | None = None
         self.queued = {UPBIT: 0, BINANCE: 0}
+        self._bus_base: list[tuple[int, ...]] | None = None
         self.status: dict[str, Any] = {
             "state": "waiting", "tape": str(options.tape), "speed": options.speed, "tape_start_ns": 0,
             "tape_end_ns": 0, "clock_ns": 0, "steps": 0, "frames": 0, "orders": 0, "settle_timeouts": 0,
-            "truncated_at": None, "wall_s": 0.0, "speedup": 0.0, "error": "", "waited_s": {}}
+            "truncated_at": None, "wall_s": 0.0, "speedup": 0.0, "error": ""}
+        self._waited: dict[str, float] = {}
         if options.run_root is not None:
             self.board = Board(board_path(options.run_root))
 
@@ -169,7 +171,7 @@ class ReplayExchange(SimExchange):
 
     # -- admin -------------------------------------------------------------------------------
     async def _status(self, request: web.Request) -> web.Response:
-        return json_response(self.status)
+        return json_response({**self.status, "waited_s": self.waited_s()})
 
     async def _start_now(self, request: web.Request) -> web.Response:
         self._start.set()
@@ -232,40 +234,51 @@ class ReplayExchange(SimExchange):
             self._last_tick_wake = time.monotonic()
 
     def _busy(self) -> str:
-        local = self._handling or (self.upbit_ws and self.upbit_ws.backlog()) or \
-            (self.binance_ws and self.binance_ws.backlog())
-        if local:
-            return "exchange: requests or frames still going out"
-        if self.board is None:
-            return ""
+        if self._handling:
+            return "exchange: orders being answered"
+        if self.board is None:  # nobody to wait for but our own sends
+            backlog = (self.upbit_ws and self.upbit_ws.backlog()) or (self.binance_ws and self.binance_ws.backlog())
+            return "exchange: frames still going out" if backlog else ""
         slots = self.board.snapshot()
-        return busy(slots, self.board.names, self.now_ns(), len(self._parked), self.queued)
+        return busy(slots, self.board.names, self.now_ns(), len(self._parked), self.queued, self._bus_base)
 
     async def _quiet(self) -> None:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         deadline = t0 + self.options.settle_timeout_s
-        waited = self.status["waited_s"]
+        waited = self._waited
         last = ""
-        while True:
-            self._wake.clear()
-            why = self._busy()
-            if last:  # what the time since the last look went to (status, bench.replay)
-                k = re.sub(r"\d+", "N", last)
-                waited[k] = round(waited.get(k, 0.0) + loop.time() - t0, 4)
-            t0, last = loop.time(), why
-            if not why:
-                return
-            if why.endswith("tick due") and time.monotonic() - self._last_tick_wake > _RETICK_S:
-                self._tick_wake()
-            if loop.time() > deadline:
-                self.status["settle_timeouts"] += 1
-                log.warning("replay: the daemon did not go quiet within %.1fs (%s); going on",
-                            self.options.settle_timeout_s, why)
-                return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_POLL_S):
-                    await self._wake.wait()
+        poll: asyncio.TimerHandle | None = None
+        try:
+            while True:
+                self._wake.clear()
+                why = self._busy()
+                if last:  # what the time since the last look went to (status, bench.replay)
+                    waited[last] = waited.get(last, 0.0) + loop.time() - t0
+                t0, last = loop.time(), why
+                if not why:
+                    return
+                if why.endswith("tick due") and time.monotonic() - self._last_tick_wake > _RETICK_S:
+                    self._tick_wake()
+                if t0 > deadline:
+                    self.status["settle_timeouts"] += 1
+                    log.warning("replay: the daemon did not go quiet within %.1fs (%s); going on",
+                                self.options.settle_timeout_s, why)
+                    return
+                if poll is None or poll.when() <= t0:  # a look now and then, wake-ups or not
+                    poll = loop.call_later(_POLL_S, self._wake.set)
+                await self._wake.wait()
+        finally:
+            if poll is not None:
+                poll.cancel()
+
+    def waited_s(self) -> dict[str, float]:
+        """Seconds the replay waited, per reason (counts left out)."""
+        out: dict[str, float] = {}
+        for why, secs in self._waited.items():
+            k = re.sub(r"-?\d+", "N", why)
+            out[k] = round(out.get(k, 0.0) + secs, 4)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def _next_tick(self) -> int:
         if self.board is None:
@@ -284,7 +297,23 @@ class ReplayExchange(SimExchange):
             await asyncio.sleep(0.05)
         if self.board is not None:
             await asyncio.sleep(0.2)  # the hosts' tick subscriptions reach our socket
+            self.board.count_bus()
+            self._bus_base = await self._settled()
         await self._quiet()
+
+    async def _settled(self) -> list[tuple[int, ...]]:
+        """The board once nothing has moved on it for a while: the baseline bus
+        counts (whatever the start-up sent before every subscription was up)."""
+        assert self.board is not None
+        deadline = asyncio.get_running_loop().time() + self.options.settle_timeout_s
+        before = self.board.snapshot()
+        while True:
+            await asyncio.sleep(0.3)
+            now = self.board.snapshot()
+            still = [s[BUS_SENT:] for s in now] == [s[BUS_SENT:] for s in before]
+            if still and not self._busy() or asyncio.get_running_loop().time() > deadline:
+                return now
+            before = now
 
     # -- the driver ----------------------------------------------------------------------------
     async def _drive(self) -> None:

@@ -102,38 +102,41 @@ class ReplayBook(Book):
         self.impact: dict[tuple[str, float], tuple[float, int]] = {}  # (side, price) -> (qty, since)
         self.loaded = False
 
+    # Prices are the floats the venue's own text parses to: the same price in a
+    # book and in a trade is the same float, so they key the levels as they are.
     def take(self, side: str, price: float, qty: float) -> None:
         """A backtest's fill (the matching engine calls this): remembered as impact."""
         super().take(side, price, qty)
-        k = (side, round(price, 8))
+        k = (side, price)
         had, _ = self.impact.get(k, (0.0, 0))
         self.impact[k] = (had + qty, self.now_ns())
 
     def take_public(self, side: str, price: float, qty: float) -> None:
         """A recorded public trade: off the level it hit, until the next recorded book."""
         levels = self.bids if side == "bids" else self.asks
-        p = round(price, 8)
-        if p in levels:
-            Book.take(self, side, p, min(qty, levels[p]))
+        if price in levels:
+            Book.take(self, side, price, min(qty, levels[price]))
 
     def load(self, bids: Levels, asks: Levels) -> None:
         """Replace the levels with a recorded book, less the impact still in force."""
-        now = self.now_ns()
-        new = {"bids": {round(p, 8): q for p, q in bids if q > _EPS},
-               "asks": {round(p, 8): q for p, q in asks if q > _EPS}}
-        for k, (qty, since) in list(self.impact.items()):
-            side, price = k
-            level = new[side].get(price)
-            if level is None or now - since > self.decay_ns:
-                del self.impact[k]
-                continue
-            left = level - qty
-            if left <= _EPS:
-                del new[side][price]
-            else:
-                new[side][price] = left
+        new = {"bids": {p: q for p, q in bids if q > _EPS}, "asks": {p: q for p, q in asks if q > _EPS}}
+        if self.impact:
+            now = self.now_ns()
+            for k, (qty, since) in list(self.impact.items()):
+                side, price = k
+                level = new[side].get(price)
+                if level is None or now - since > self.decay_ns:
+                    del self.impact[k]
+                    continue
+                left = level - qty
+                if left <= _EPS:
+                    del new[side][price]
+                else:
+                    new[side][price] = left
+        # A whole new book is one update (no diff stream is served from a replay).
         self._clean = False
-        self._apply(self._diff(self.bids, new["bids"]), self._diff(self.asks, new["asks"]))
+        self.bids, self.asks = new["bids"], new["asks"]
+        self.update_id += 1
         bid, ask = self.best_bid(), self.best_ask()
         if bid is not None and ask is not None:
             self.mid = (bid[0] + ask[0]) / 2

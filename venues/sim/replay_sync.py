@@ -5,9 +5,10 @@ Quiet means, for every actor process on the board (the replay's own, ``sim``,
 excepted): it has handled every message it received (or superseded it in a
 latest-value mailbox), sent everything it queued, had every trade-path send
 acknowledged, has no tick due at the current tape time, and has received on
-its direct streams every message its sources sent there; each feed has fully
-handled every frame queued for it; and the legs the executor has at a venue
-are exactly the orders parked at the exchange until their latency has passed.
+its direct streams every message its sources sent there and on the bus every
+message sent to it since bus counting settled; each feed has fully handled
+every frame queued for it; and the legs the executor has at a venue are
+exactly the orders parked at the exchange until their latency has passed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Mapping, Sequence
 
 from supervisors.progress import (
     ATTACHED,
+    BUS_RECV,
+    BUS_SENT,
     DIRECT_MASK,
     DIRECT_RECV,
     DONE,
@@ -33,8 +36,10 @@ DRIVER = "sim"
 
 
 def busy(slots: Sequence[tuple[int, ...]], names: Sequence[str], clock_ns: int, parked: int,
-         frames_queued: Mapping[str, int]) -> str:
-    """"" when the daemon is quiet, else the first reason it is not."""
+         frames_queued: Mapping[str, int], bus_base: Sequence[tuple[int, ...]] | None = None) -> str:
+    """"" when the daemon is quiet, else the first reason it is not. With
+    ``bus_base`` (the slots when bus counting settled), every bus message sent
+    since must have been received by each subscriber it was sent to."""
     pending = 0
     for i, s in enumerate(slots):
         name = names[i]
@@ -62,6 +67,15 @@ def busy(slots: Sequence[tuple[int, ...]], names: Sequence[str], clock_ns: int, 
                 return f"{name}: {n - got} frame(s) on the way"
     if pending != parked:
         return f"{pending} leg(s) in flight, {parked} parked at the exchange"
+    if bus_base is not None:
+        n = len(slots)
+        for q in range(n):
+            sent_row, base_row = slots[q], bus_base[q]
+            for t in range(n):
+                sent = sent_row[BUS_SENT + t] - base_row[BUS_SENT + t]
+                got = slots[t][BUS_RECV + q] - bus_base[t][BUS_RECV + q]
+                if sent != got:
+                    return f"{names[t]}: {sent - got} bus message(s) from {names[q]} on the way"
     return ""
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from arbitrage.venue_rules import BINANCE
 from venues.sim.binance_ws import BinanceWs
+from venues.sim.core import SimCore
 from venues.sim.tape import PublicTrade
 from venues.sim.upbit_ws import Sub, UpbitWs
 
@@ -58,6 +60,11 @@ class ReplayUpbitWs(UpbitWs):
 
 
 class ReplayBinanceWs(BinanceWs):
+    def __init__(self, core: SimCore) -> None:
+        super().__init__(core)
+        for book in core.books[BINANCE].values():
+            book.pending.clear()  # no diff-depth stream in a replay: nothing would ever drain them
+
     def on_update(self, coin: str, changed: bool, trade: PublicTrade | None) -> None:
         pass
 

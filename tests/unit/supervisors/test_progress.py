@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from supervisors.progress import (
     ATTACHED,
     DIRECT_RECV,
@@ -45,16 +47,21 @@ def test_the_clock_is_one_word_every_process_reads(tmp_path: Path) -> None:
     assert abs(float(secs) - (T0 + 5) / 1e9) < 1e-3
 
 
-def test_a_process_writes_its_slot_and_pokes_the_wake_pipe(tmp_path: Path) -> None:
+def test_a_process_writes_its_slot_and_pokes_the_wake_pipe_once_it_has_nothing_to_do(
+        tmp_path: Path) -> None:
     b = board(tmp_path)
     reader = os.open(wake_path(tmp_path), os.O_RDWR | os.O_NONBLOCK)
     p = Progress(tmp_path, "engine")
+    os.read(reader, 100)  # the first (idle) write
     p.add(recv=3, direct_recv=3)
     p.update({"done": 2}, {"next_tick": T0 + 500})
     slot = b.snapshot()[NAMES.index("engine")]
     assert (slot[RECV], slot[DONE], slot[DIRECT_RECV], slot[NEXT_TICK]) == (3, 2, 3, T0 + 500)
     assert slot[0] % 2 == 0  # the sequence word is even between writes
-    assert len(os.read(reader, 100)) == 3
+    with pytest.raises(BlockingIOError):  # still busy: nothing to look at yet
+        os.read(reader, 100)
+    p.add(done=1)
+    assert len(os.read(reader, 100)) == 1
     os.close(reader)
 
 
