@@ -32,6 +32,7 @@ the ticks due in tape time.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import mmap
@@ -175,8 +176,9 @@ class Progress:
         self.names = names
         self._slot_of = {n: i for i, n in enumerate(names)}
         self._base = HEADER_WORDS + self.index * SLOT_WORDS
-        self._vals = list(self._words[self._base:self._base + SLOT_WORDS])
+        self._vals = array.array("q", self._words[self._base:self._base + SLOT_WORDS])
         self._vals[PID] = os.getpid()
+        self._body = memoryview(self._vals)[1:]  # everything but the sequence word
         self._lock = threading.Lock()
         self._wake_path = wake_path(run_root)
         self._wake_fd = -1
@@ -235,8 +237,7 @@ class Progress:
         words, base, vals = self._words, self._base, self._vals
         seq = words[base + SEQ] + 1
         words[base + SEQ] = seq  # odd: a write is under way
-        for k in range(1, SLOT_WORDS):
-            words[base + k] = vals[k]
+        words[base + 1:base + SLOT_WORDS] = self._body
         words[base + SEQ] = seq + 1
         # Only a process with nothing left to do can complete the daemon's quiet:
         # a busy one will write (and poke) again once it is done.

@@ -135,3 +135,24 @@ def test_the_replays_own_slot_and_actors_not_yet_started_do_not_count(tmp_path: 
     assert b.snapshot()[NAMES.index("engine")][FRAMES] == 0
     assert b.snapshot()[NAMES.index("engine")][PENDING] == 0
     assert b.snapshot()[NAMES.index("engine")][STREAM_SENT] == 0
+
+
+def test_bus_messages_are_counted_per_subscriber_from_when_the_replay_says_so(tmp_path: Path) -> None:
+    b, ps = quiet_board(tmp_path)
+    ps["position"].subscribe(["state", "venue."])
+    ps["executor"].subscribe(["book.upbit.USDT", "state"])
+    ps["engine"].bus_sent("state")  # before counting starts: not counted
+    b.count_bus()
+    base = b.snapshot()
+    ps["engine"].bus_sent("state")  # both read it
+    ps["engine"].bus_sent("book.upbit.BTC")  # nobody reads it
+    ps["engine"].add(out_put=0)  # the counts go out with the process's next write
+    assert "bus message(s) from engine" in busy(b.snapshot(), b.names, b.clock_ns, 0,
+                                                  {"upbit": 0, "binance": 0}, base)
+    ps["position"].bus_received("engine", 0)
+    ps["executor"].bus_received("engine", 0)
+    ps["position"].add(done=1)
+    ps["executor"].add(done=1)
+    assert busy(b.snapshot(), b.names, b.clock_ns, 0, {"upbit": 0, "binance": 0}, base) == ""
+    ps["executor"].bus_received("supervisor", 0)  # a sender off the board is not counted as bus
+    assert b.snapshot()[NAMES.index("executor")][RECV] == 2
