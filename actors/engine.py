@@ -35,6 +35,7 @@ start.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from actors.base import RoleActor
@@ -76,6 +77,10 @@ class EngineActor(RoleActor):
         self._writer = StateWriter(self.state_path)
         self._saved_at = time.monotonic()
         self._last_doc: dict | None = None
+        # Premium samples for people's reports (report.premium_sample_s): the
+        # latest mid premium per coin, written to the event log on the tick.
+        self._mid: dict[str, float] = {}
+        self._sampled_at = time.monotonic()
 
     # -- warm restart --------------------------------------------------------------
     def _restore(self) -> list[str]:
@@ -115,6 +120,22 @@ class EngineActor(RoleActor):
         if now - self._saved_at >= STATE_EVERY_S:
             self._saved_at = now
             self._save()
+        every = self.ctx.config.report.premium_sample_s
+        if every > 0 and now - self._sampled_at >= every and self._mid:
+            self._sampled_at = now
+            self._sample_premium()
+
+    def _sample_premium(self) -> None:
+        """One ``premium`` line in the event log: what ``arbctl report`` plots.
+        Only coins quoted since the last sample (a silent feed leaves a gap,
+        not a flat line); a baseline still warming up is ``null``."""
+        fx = self.books.get(("upbit", FX_SYMBOL))
+        mids, self._mid = self._mid, {}
+        self.ctx.record_sample("premium", {
+            "premium_pct": {s: round(v, 4) for s, v in sorted(mids.items())},
+            "baseline_pct": {s: None if (b := self.baseline.value(s)) is None else round(b, 4)
+                             for s in sorted(mids)},
+            "fx": round((fx.bid + fx.ask) / 2, 4) if fx is not None else None})
 
     def on_stop(self) -> None:
         self._save()
@@ -152,7 +173,10 @@ class EngineActor(RoleActor):
         bn = self.books.get(("binance", sym))
         if up is None or bn is None or fx is None or fx.bid <= 0:
             return
-        base = self.baseline.update(sym, mid_premium_pct(up, bn, fx))
+        mid = mid_premium_pct(up, bn, fx)
+        if math.isfinite(mid):
+            self._mid[sym] = mid
+        base = self.baseline.update(sym, mid)
         opp, reason = self.calc.evaluate(up, bn, fx, base)
         if opp is None:
             self.ctx.count(key("c", "arbd_engine_skips_total", reason=reason.split(" ")[0]))

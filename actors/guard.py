@@ -16,7 +16,7 @@ import psutil
 from actors.base import CommandError, RoleActor
 from arbitrage.live_guard import LiveSafetyGuard
 from arbitrage.risk_guard import RiskGuard
-from arbitrage.trading_state import TradingStateMachine
+from arbitrage.trading_state import SESSION_STOP, TradingStateMachine, halt_reason
 from messages import (
     Balances,
     BookTop,
@@ -188,7 +188,7 @@ class GuardActor(RoleActor):
         # carries every stamp of the path (quote, opportunity, intent, decision).
         self.ctx.publish(decision)
         if decision.session_stop and self.state.state != "halted":
-            self.state.halt(f"session_stop: {decision.reason}")
+            self.state.halt(halt_reason(SESSION_STOP, decision.reason))
             self._persist()
             self.ctx.record_event("halt", {"reason": decision.reason, "by": "live_guard"})
             self._publish_state()

@@ -73,6 +73,8 @@ class RebalancerConfig:
         for name in ("exposure_drift_threshold", "exposure_scale_krw", "drift_window_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.extreme_volatility <= 1.0:  # named on its own, so the error names its key
+            raise ValueError(f"extreme_volatility must be in (0, 1], got {self.extreme_volatility}")
         if not 0.0 < self.cautious_volatility < self.extreme_volatility <= 1.0:
             raise ValueError("cautious_volatility must be > 0 and below extreme_volatility (<= 1), "
                              f"got {self.cautious_volatility}, {self.extreme_volatility}")

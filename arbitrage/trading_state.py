@@ -24,6 +24,27 @@ MODES = ("paper", "live_readonly", "live_trading")
 # The word an operator must type to arm real trading (arbctl arm --confirm ...).
 LIVE_CONFIRM = "live_trading"
 
+# Why trading is halted, as alerts tell it apart (arbd_halted{cause}). A halt
+# the system itself raises starts its reason with "<cause>:"; every other
+# reason is an operator's (arbctl halt --reason is free text).
+SESSION_STOP = "session_stop"  # the guard: the day's loss passed live_trading.max_daily_loss
+ESCALATION = "escalation"  # the supervisor: a child restarted past its intensity
+OPERATOR = "operator"
+HALT_CAUSES = (SESSION_STOP, ESCALATION, OPERATOR)
+
+
+def halt_reason(cause: str, detail: str) -> str:
+    """The reason text for a halt the system raises, which :func:`halt_cause` reads back."""
+    return f"{cause}: {detail}"
+
+
+def halt_cause(reason: str) -> str:
+    """``session_stop``, ``escalation`` or ``operator``: one of a fixed few, so
+    it can be a metric label where the free-text reason cannot."""
+    head, sep, _ = reason.partition(":")
+    head = head.strip()
+    return head if sep and head in (SESSION_STOP, ESCALATION) else OPERATOR
+
 
 class TradingStateMachine:
     """The operator state and the fail-closed overlay (see module docs)."""

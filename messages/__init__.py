@@ -1,6 +1,15 @@
 """Message types (frozen dataclasses) and the one codec that puts them on the wire."""
 
 from messages.base import REGISTRY, Message, new_id, register
+from messages.cluster import (
+    HostClocks,
+    NodeHello,
+    NodePing,
+    NodeRelay,
+    NodeReport,
+    NodeWelcome,
+    RemoteChild,
+)
 from messages.codec import DecodeError, Envelope, decode, encode, warm
 from messages.control import (
     Ack,
@@ -38,6 +47,7 @@ from messages.trading import (
 __all__ = [
     "REGISTRY", "Message", "new_id", "register",
     "DecodeError", "Envelope", "decode", "encode", "warm",
+    "HostClocks", "NodeHello", "NodePing", "NodeRelay", "NodeReport", "NodeWelcome", "RemoteChild",
     "Ack", "ActorInfo", "Balances", "CoinExposure", "SupervisorReport", "Command", "EventNote", "FailClosed", "Heartbeat", "MetricsSample",
     "OrderStats", "PositionState", "RebalanceRequest", "Reply", "RestartRequest",
     "TradingState", "BookTop", "Level",

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from messages import OrderEvent, OrderIntent, clock  # times are market time (a replay's tape)
 
@@ -84,6 +85,21 @@ class Ledger:
             # inside the write that precedes a send.
             self.db.execute("PRAGMA wal_autocheckpoint=0")
             self._prime_wal()
+
+    @classmethod
+    def reader(cls, path: Path) -> Ledger:
+        """A connection that can only read (SQLite ``mode=ro``): for people's
+        reports, with or without a daemon writing. Unlike ``readonly=True``
+        (which an actor uses and which may create the schema) it creates and
+        changes nothing; a missing file is ``FileNotFoundError``."""
+        if not path.is_file():
+            raise FileNotFoundError(f"no ledger at {path}")
+        self = cls.__new__(cls)
+        self.path = path
+        self.db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
+                                  isolation_level=None, timeout=10.0, check_same_thread=False)
+        self._sync = ""
+        return self
 
     def close(self) -> None:
         self.db.close()

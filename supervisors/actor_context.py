@@ -107,6 +107,16 @@ class ActorContext:
         self.publish(EventNote(event_type=event_type, actor=self.name,
                                data={k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}))
 
+    def record_sample(self, event_type: str, data: dict[str, Any]) -> None:
+        """Append one line to the event log and announce nothing: a periodic
+        sample for reports, not an event (on the bus it would count as a live
+        event and reach every event subscriber)."""
+        if not self.config.longrun.event_logging:
+            return
+        if self._events is None:
+            self._events = EventLog(self.run, self.name)
+        self._events.record(event_type, data)
+
     def close(self) -> None:
         if self._events is not None:
             self._events.close()

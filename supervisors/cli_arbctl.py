@@ -1,8 +1,11 @@
-"""`arbctl`: the operator's control CLI (status, halt, arm, restart, events)."""
+"""`arbctl`: the operator's control CLI (status, halt, arm, restart, events,
+keys) and its reports for people (trades, report), which read the run
+directory and need no running daemon."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ from supervisors.runfiles import RunDir
 
 
 def _parser() -> OneLineParser:
-    p = OneLineParser(prog="arbctl", description="Control a running arbd.")
+    p = OneLineParser(prog="arbctl", description="Control a running arbd, and read its run directory (trades, report).")
     p.add_argument("--run-dir", default="run", help="the daemon's run directory (default ./run)")
     p.add_argument("--timeout", type=float, default=8.0, help="seconds to wait for a reply")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
@@ -32,6 +35,20 @@ def _parser() -> OneLineParser:
     e = sub.add_parser("events", help="print the event log (JSONL), optionally filtered and followed")
     e.add_argument("--type", dest="event_type", help="only this event_type (trade, risk_block, ...)")
     e.add_argument("--follow", action="store_true", help="keep printing new events")
+    t = sub.add_parser("trades", help="list the ledger's pairs (opened, closed, legs, fills, PnL); "
+                                      "needs no running daemon")
+    t.add_argument("--since", metavar="WHEN", help="only pairs opened or closed since WHEN (or still open): "
+                                                  "an ISO time (local unless it has an offset) or 30m, 1h, 2d")
+    t.add_argument("--json", action="store_true", help="one JSON document: totals and every pair with its legs")
+    rp = sub.add_parser("report", help="write one self-contained HTML page with plots (premium, PnL, "
+                                       "exposure, orders); needs no running daemon")
+    rp.add_argument("--out", required=True, metavar="FILE.html", help="the page to write")
+    rp.add_argument("--since", metavar="WHEN", help="only what happened since WHEN (as for trades)")
+    k = sub.add_parser("keys", help="CURVE keys for tcp between hosts")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True, parser_class=OneLineParser)
+    kn = ksub.add_parser("new", help="make NAME.key (public) and NAME.key_secret (mode 0600) for host NAME")
+    kn.add_argument("name", help="the host's name (main, or a node's cluster.host)")
+    kn.add_argument("--dir", default="keys", help="where to write them (default ./keys)")
     return p
 
 
@@ -126,11 +143,75 @@ def cmd_events(args: Any, run: RunDir) -> int:
     return 0
 
 
+def _since_ns(text: str | None) -> int:
+    from supervisors.since import parse_since
+
+    if text is None:
+        return 0
+    try:
+        return parse_since(text, time.time_ns())
+    except ValueError as e:
+        fail("arbctl", str(e), 2)
+
+
+def _existing_run_dir(run: RunDir) -> None:
+    if not run.root.is_dir():
+        fail("arbctl", f"no run directory at {run.root}")
+
+
+def cmd_trades(args: Any, run: RunDir) -> int:
+    from supervisors.trades import LedgerUnreadable, document, read_history, render_table
+
+    since_ns = _since_ns(args.since)
+    _existing_run_dir(run)
+    try:
+        history = read_history(run.ledger_path)
+    except FileNotFoundError:
+        fail("arbctl", f"no ledger in {run.root} (state/ledger.sqlite): arbd has not traded there")
+    except LedgerUnreadable as e:
+        fail("arbctl", str(e))
+    now = time.time()
+    if args.json:
+        print(json.dumps(document(history, since_ns, now), sort_keys=True))
+    else:
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        print(render_table(history, since_ns, now, color=color))
+    return 0
+
+
+def cmd_report(args: Any, run: RunDir) -> int:
+    from supervisors.report import ReportError, write_report
+
+    since_ns = _since_ns(args.since)
+    _existing_run_dir(run)
+    out = Path(args.out)
+    try:
+        write_report(run.root, out, since_ns)
+    except ReportError as e:
+        fail("arbctl", str(e))
+    print(f"wrote {out.resolve()} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_keys(args: Any, run: RunDir) -> int:
+    from supervisors.curve import AUTHORIZED, CurveError, new_keys
+
+    try:
+        pub, sec, public = new_keys(args.dir, args.name)
+    except CurveError as e:
+        fail("arbctl", f"keys: {e}")
+    except OSError as e:
+        fail("arbctl", f"keys: cannot write in {args.dir}: {e.strerror or e}")
+    print(f"{sec}  (secret: stays on host {args.name}; bus.curve.keys_dir: {sec.parent})")
+    print(f"{pub}  (public {public}: copy to {AUTHORIZED}/ on every host that talks to {args.name})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     run = RunDir.at(args.run_dir)
     handlers = {"status": cmd_status, "halt": cmd_halt, "arm": cmd_arm, "restart": cmd_restart,
-                "events": cmd_events}
+                "events": cmd_events, "trades": cmd_trades, "report": cmd_report, "keys": cmd_keys}
     try:
         return handlers[args.cmd](args, run)
     except KeyboardInterrupt:

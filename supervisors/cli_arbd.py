@@ -1,5 +1,6 @@
-"""`arbd start|stop|sim|record|backtest`: run the daemon, stop it, run the embedded
-exchange alone, record the venues to a tape, or replay a tape through the daemon."""
+"""`arbd start|stop|sim|node|record|backtest`: run the daemon, stop it, run the
+embedded exchange alone, run a node supervisor for the actors placed on this
+host, record the venues to a tape, or replay a tape through the daemon."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import re
 import signal
 import sys
 import time
+from dataclasses import replace
+
+import zmq
 
 from supervisors import logjson
 from supervisors.cliutil import OneLineParser, fail
 from supervisors.config import MODES, load_config
 from supervisors.config_loader import ConfigError
 from supervisors.control import ControlClient, ControlError
+from supervisors.curve import MAIN, CurveError
 from supervisors.endpoints import Endpoints
 from supervisors.runfiles import AlreadyRunning, RunDir
 
@@ -40,13 +45,26 @@ def _parser() -> OneLineParser:
     s.add_argument("--max-runtime-seconds", type=float, metavar="N", help="stop after N seconds")
     s.add_argument("--longrun", metavar="DURATION", help="long-run mode for 30m, 6h, 72h, ...")
     s.add_argument("--run-dir", default="run", help="run directory (default ./run)")
-    s.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
+    loud = s.add_mutually_exclusive_group()
+    loud.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
+    loud.add_argument("--quiet", action="store_true",
+                      help="only warnings, errors and the trade, trading-state and restart lines; no status line")
+    s.add_argument("--log-format", choices=logjson.LOG_FORMATS,
+                   help="text: readable lines for a person; json: one JSON object a line; "
+                        "auto (default): text on a terminal, JSON when piped")
     st = sub.add_parser("stop", help="stop the daemon running in a run directory")
     st.add_argument("--run-dir", default="run")
     st.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit")
     sm = sub.add_parser("sim", help="run the embedded exchange alone until SIGTERM")
     sm.add_argument("--port", type=int, default=0, help="upbit on N, binance on N+1, admin on N+2 (0: any)")
     sm.add_argument("--seed", type=int, default=1)
+    n = sub.add_parser("node", help="run a node supervisor for the actors the main daemon places on this "
+                                    "host (cluster.host names it, cluster.main says where main is)")
+    n.add_argument("--config", required=True, help="this node's YAML config (cluster:, bus.curve:)")
+    n.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key by dotted path (YAML value syntax); repeatable")
+    n.add_argument("--run-dir", default="run", help="run directory (default ./run)")
+    n.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
     _tape_parsers(sub)
     return p
 
@@ -84,6 +102,10 @@ def cmd_start(args) -> int:
         overrides.append(f"venues.source={args.venue}")
     if args.log_level:
         overrides.append(f"log_level={args.log_level}")
+    if args.quiet:
+        overrides.append("log_level=WARNING")
+    if args.log_format:
+        overrides.append(f"log_format={args.log_format}")
     if args.longrun:
         try:
             max_runtime = parse_duration(args.longrun)
@@ -100,15 +122,24 @@ def cmd_start(args) -> int:
     pid = run.is_running()
     if pid:
         fail("arbd", f"already running (pid {pid})")
-    logjson.setup("supervisor", cfg.log_level)
+    # Decided once, here, and handed to every actor: they share this stderr.
+    cfg = replace(cfg, log_format=logjson.resolve_format(cfg.log_format, sys.stderr))
+    logjson.setup("supervisor", cfg.log_level, cfg.log_format)
     from supervisors.daemon import Daemon  # heavy imports only when starting
     from supervisors.status import format_summary
 
-    daemon = Daemon(cfg, run, max_runtime)
+    console = None
+    if cfg.log_format == "text":
+        from supervisors.console import STATUS_EVERY_S, DaemonConsole
+
+        console = DaemonConsole(None if args.quiet else STATUS_EVERY_S)
+    daemon = Daemon(cfg, run, max_runtime, console=console)
     try:
         code = daemon.run_forever()
     except AlreadyRunning as e:
         fail("arbd", str(e))
+    except (CurveError, zmq.ZMQError, OSError) as e:  # keys, or an endpoint that cannot be bound
+        fail("arbd", f"cannot start: {e}", 2)
     summary = getattr(daemon, "summary", None)
     if summary:
         print(format_summary(summary), flush=True)
@@ -135,6 +166,36 @@ def cmd_stop(args) -> int:
     fail("arbd", f"pid {pid} did not stop within {args.timeout:g}s")
 
 
+def cmd_node(args) -> int:
+    overrides = list(args.overrides)
+    if args.log_level:
+        overrides.append(f"log_level={args.log_level}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as e:
+        for problem in e.problems:
+            sys.stderr.write(f"arbd: config: {problem}\n")
+        return 2
+    if cfg.cluster.host == MAIN:
+        fail("arbd", f"node: cluster.host must name this node ({MAIN!r} is the main daemon's name)", 2)
+    if not cfg.cluster.main:
+        fail("arbd", "node: cluster.main must say where the main daemon's node channel is "
+                     "(tcp://ADDRESS:PORT)", 2)
+    run = RunDir.at(args.run_dir)
+    pid = run.is_running()
+    if pid:
+        fail("arbd", f"already running (pid {pid})")
+    logjson.setup(f"node.{cfg.cluster.host}", cfg.log_level)
+    from supervisors.node import NodeDaemon  # heavy imports only when starting
+
+    try:
+        return NodeDaemon(cfg, run).run_forever()
+    except AlreadyRunning as e:
+        fail("arbd", str(e))
+    except (CurveError, zmq.ZMQError, OSError) as e:
+        fail("arbd", f"node: cannot start: {e}", 2)
+
+
 def cmd_sim(args) -> int:
     from venues.sim.server import run_standalone
 
@@ -156,7 +217,7 @@ def cmd_backtest(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"start": cmd_start, "stop": cmd_stop, "sim": cmd_sim, "record": cmd_record,
+        return {"start": cmd_start, "stop": cmd_stop, "sim": cmd_sim, "node": cmd_node, "record": cmd_record,
                 "backtest": cmd_backtest}[args.cmd](args)
     except KeyboardInterrupt:
         return 130

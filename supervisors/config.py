@@ -34,9 +34,22 @@ def _positive(obj: object, *names: str, also: tuple[str, ...] = ()) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CurveConfig:
+    """CURVE on every tcp socket (supervisors.curve); required beyond loopback."""
+
+    enabled: bool = False
+    keys_dir: str = ""  # <host>.key_secret, and authorized/<peer>.key for every peer
+
+    def __post_init__(self) -> None:
+        if self.enabled and not self.keys_dir:
+            raise ValueError("keys_dir must name this host's keys directory when CURVE is enabled")
+
+
+@dataclass(frozen=True, kw_only=True)
 class BusConfig:
     transport: Literal["ipc", "inproc", "tcp"] = "ipc"
     tcp_host: str = "127.0.0.1"
+    curve: CurveConfig = field(default_factory=CurveConfig)
     # PUB drops silently at its high-water mark; these are sized for bursts of
     # minutes of market data so that drops mean a stuck consumer, not a burst.
     pub_hwm: int = 100_000
@@ -126,7 +139,9 @@ class WatchdogConfig:
     def __post_init__(self) -> None:
         _positive(self, "fail_closed_after_s", "restart_after_s", "clear_after_s",
                   "check_interval_s", "rss_limit_mb", "memory_drift_threshold", "clear_after_samples",
-                  "flap_window_s", "clear_max_s")
+                  "flap_window_s", "clear_max_s", "memory_drift_window", "latency_degradation_sustain_s",
+                  also=(f"min_recycle_interval_s must be >= 0, got {self.min_recycle_interval_s}"
+                        if self.min_recycle_interval_s < 0 else "",))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +155,15 @@ class PaperConfig:
     binance_usdt: float = 70_000.0
     coin_units: dict[str, float] = field(default_factory=lambda: {"BTC": 1.0, "ETH": 20.0, "XRP": 50_000.0})
 
+    def __post_init__(self) -> None:
+        # A simulated balance is what the paper account holds: it can be empty, never owed.
+        problems = [f"{n} must be >= 0, got {getattr(self, n)}" for n in ("upbit_krw", "binance_usdt")
+                    if getattr(self, n) < 0]
+        problems += [f"coin_units must be >= 0 for every coin, got {coin}: {units}"
+                     for coin, units in self.coin_units.items() if units < 0]
+        if problems:
+            raise ValueError("; ".join(problems))
+
 
 @dataclass(frozen=True, kw_only=True)
 class LongRunConfig:
@@ -152,6 +176,20 @@ class LongRunConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "interval_loops")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportConfig:
+    """What the daemon keeps for people's reports (``arbctl report``)."""
+
+    # The engine appends one ``premium`` line (mid premium and baseline per
+    # coin, the USDT rate) to the event log this often; 0: never. A line is
+    # ~200 bytes: ~3.5 MB a day at 5 s, and no message on the bus.
+    premium_sample_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.premium_sample_s < 0:
+            raise ValueError(f"premium_sample_s must be >= 0, got {self.premium_sample_s}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +214,7 @@ class ExecutionConfig:
     inventory_margin: float = 0.002  # kept back from each balance when checking an open
     order_timeout_s: float = 2.0  # an order reply later than this is an unclear send: look it up
     fill_wait_s: float = 0.5  # an accepted leg whose final state has not streamed in by then is looked up
+    resolve_give_up_s: float = 10.0  # looked up this long without an answer: unknown (tried again on the tick)
     stream_grace_s: float = 2.0  # a private stream down this long fails trading closed
     balance_refresh_s: float = 30.0  # REST balance snapshot while the private streams are up
     balance_poll_s: float = 2.0  # ... and while one is down
@@ -184,8 +223,8 @@ class ExecutionConfig:
     budget_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive(self, "order_timeout_s", "fill_wait_s", "stream_grace_s", "balance_refresh_s",
-                  "balance_poll_s", also=(
+        _positive(self, "order_timeout_s", "fill_wait_s", "resolve_give_up_s", "stream_grace_s",
+                  "balance_refresh_s", "balance_poll_s", also=(
                       f"inventory_margin must be in [0, 0.5), got {self.inventory_margin}"
                       if not 0 <= self.inventory_margin < 0.5 else "",
                       f"budget_wait_s must be >= 0, got {self.budget_wait_s}" if self.budget_wait_s < 0 else ""))
@@ -228,10 +267,48 @@ class BacktestConfig:
             f"impact_decay_s must be >= 0, got {self.impact_decay_s}" if self.impact_decay_s < 0 else ""))
 
 
+class NodeConfig:
+    """Where one node's actors bind: actor i placed on it (in start order) gets
+    its stream on ``port_base + 2i`` and its inbox on ``port_base + 2i + 1``."""
+
+    address: str
+    port_base: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port_base <= 65000:
+            raise ValueError(f"port_base must be 1..65000, got {self.port_base}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    """Actors on other hosts (supervisors.nodes, supervisors.node)."""
+
+    host: str = "main"  # this host's name: main runs `arbd start`, a node `arbd node`
+    main: str = ""  # (node) the main daemon's node channel, tcp://ADDRESS:PORT
+    port: int = 7700  # (main) the node channel's port on bus.tcp_host
+    nodes: dict[str, NodeConfig] = field(default_factory=dict)  # (main) name -> where it binds
+    node_timeout_s: float = 2.0  # a link silent this long is down
+    orphan_grace_s: float = 10.0  # (node) actors outlive a lost main daemon this long
+    max_clock_offset_s: float = 0.25  # a host whose clock is further off fails trading closed
+
+    def __post_init__(self) -> None:
+        from supervisors.curve import MAIN, NAME_RE
+
+        _positive(self, "node_timeout_s", "orphan_grace_s", "max_clock_offset_s", also=(
+            f"port must be 1..65535, got {self.port}" if not 1 <= self.port <= 65535 else "",
+            f"host {self.host!r}: a host name is letters, digits, '.', '_' or '-'"
+            if not NAME_RE.match(self.host) else "",
+            f"main must be tcp://ADDRESS:PORT, got {self.main!r}"
+            if self.main and not self.main.startswith("tcp://") else "",
+            f"nodes: {MAIN!r} is the main daemon's name, not a node's" if MAIN in self.nodes else "",
+            *(f"nodes: {n!r} is not a host name" for n in self.nodes if not NAME_RE.match(n))))
+
+
 @dataclass(frozen=True, kw_only=True)
 class ArbdConfig:
     mode: Literal["paper", "live_readonly", "live_trading"] = "paper"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal, else JSON
     bus: BusConfig = field(default_factory=BusConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -242,6 +319,7 @@ class ArbdConfig:
     trading: TradingConfig = field(default_factory=TradingConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
     longrun: LongRunConfig = field(default_factory=LongRunConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     position_adv: PositionAdvConfig = field(default_factory=PositionAdvConfig)
     live_trading: LiveTradingConfig = field(default_factory=LiveTradingConfig)
     engine: PremiumConfig = field(default_factory=PremiumConfig)
@@ -251,6 +329,8 @@ class ArbdConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    placement: dict[str, str] = field(default_factory=dict)  # actor -> node (unlisted: main)
     # Test-only hooks (e.g. an injected leak); never set in shipped configs.
     testing: dict[str, Any] = field(default_factory=dict)
 
@@ -258,6 +338,11 @@ class ArbdConfig:
         # One home for the entry/exit thresholds: engine:. The strategy reads them from there.
         if self.strategy.premium != PremiumConfig():
             raise ValueError("strategy.premium is not a setting: put thresholds under engine:")
+        from supervisors.placement import config_problems
+
+        problems = config_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 def section_names() -> list[str]:

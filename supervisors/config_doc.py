@@ -14,6 +14,7 @@ from supervisors.config import ArbdConfig
 
 NOTES: dict[str, str] = {
     "mode": "paper | live_readonly | live_trading",
+    "log_format": "auto: readable text on a terminal, one JSON object a line otherwise (`--log-format`)",
     "bus.transport": "ipc (default), inproc (all actors as threads, for tests), tcp",
     "bus.pub_hwm": "PUB high-water mark; PUB drops silently past it, so it is sized on purpose",
     "supervision.liveness_s": "a heartbeat older than this: kill and restart",
@@ -25,6 +26,7 @@ NOTES: dict[str, str] = {
     "watchdog.clear_after_s": "fresh this long before fail-closed clears",
     "trading.arm_on_start": "arm at start (paper demo); never arms live_trading",
     "longrun.interval_loops": "snapshot every N watchdog checks (0.25 s each)",
+    "report.premium_sample_s": "the engine logs a `premium` event (premium, baseline per coin) this often, for `arbctl report`; 0: never",
     "strategy.refusal_backoff_s": "a pair whose order was refused unsent (budget, breaker) waits this long",
     "execution.budget_wait_s": "an order that cannot have rate budget within this is refused unsent",
     "live_trading.enabled": "the seed's master switch; also needs `arbctl arm --confirm live_trading`",
@@ -33,7 +35,18 @@ NOTES: dict[str, str] = {
     "live_trading.max_notional_per_trade": "USDT, before dry_run_scale",
     "engine.entry_threshold_pct": "edge past fees and baseline needed to open, percent",
     "engine.exit_threshold_pct": "close when the premium is back within this of the baseline",
-    "testing": "test-only hooks (role_overrides, crash_at_start, leak_mb_per_s)",
+    "testing": "test-only hooks (role_overrides, crash_at_start, leak_mb_per_s, clock_skew_s)",
+    "bus.tcp_host": "where tcp endpoints bind; anything but loopback needs bus.curve",
+    "bus.curve.enabled": "CURVE (zmq.auth) on every tcp socket; required beyond loopback",
+    "bus.curve.keys_dir": "this host's keys: HOST.key_secret, authorized/PEER.key (arbctl keys new)",
+    "cluster.host": "this host's name: main runs `arbd start`, a node `arbd node`",
+    "cluster.main": "(node) the main daemon's node channel, tcp://ADDRESS:PORT",
+    "cluster.port": "(main) the node channel's port on bus.tcp_host",
+    "cluster.nodes": "(main) name -> {address, port_base}: where that node's actors bind",
+    "cluster.node_timeout_s": "a link silent this long is down: its actors down, trading fails closed",
+    "cluster.orphan_grace_s": "(node) its actors outlive a lost main daemon this long, then stop",
+    "cluster.max_clock_offset_s": "a host whose clock is further off main's fails trading closed",
+    "placement": "actor -> node, e.g. {feed.upbit: seoul, feed.binance: tokyo}; unlisted: main",
 }
 
 
@@ -42,7 +55,7 @@ def _type_name(tp: Any) -> str:
     if origin is typing.Literal:
         return " \\| ".join(str(a) for a in typing.get_args(tp))
     if origin is not None:
-        return str(tp).replace("typing.", "").replace("|", "\\|")
+        return str(tp).replace("typing.", "").replace("supervisors.config.", "").replace("|", "\\|")
     return getattr(tp, "__name__", str(tp))
 
 

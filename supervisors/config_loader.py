@@ -1,10 +1,19 @@
 """Build frozen config dataclasses from plain YAML data, reporting every
-problem at once with its key path (and a "did you mean" for typos)."""
+problem at once with its key path (and a "did you mean" for typos).
+
+Numbers are read as a person writes them, in a config file and in ``--set``
+alike: ``50``, ``0.5``, ``1e12``, ``1_000_000``. PyYAML follows YAML 1.1,
+where ``1e12`` is a string (a float needs a dot and a signed exponent),
+``010`` is octal 8 and ``1:30`` is 90; :class:`_ConfigLoader` resolves plain
+scalars that look like numbers as YAML 1.2 does, with ``_`` between digits
+allowed as in Python.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -14,6 +23,51 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+_D = r"[0-9](?:_?[0-9])*"  # digits, "_" only between two of them
+_INT = re.compile(rf"^[-+]?{_D}$")
+_FLOAT = re.compile(rf"""^(?:[-+]?(?:{_D}\.(?:{_D})?(?:[eE][-+]?{_D})?
+                         |\.{_D}(?:[eE][-+]?{_D})?
+                         |{_D}[eE][-+]?{_D})
+                     |[-+]?\.(?:inf|Inf|INF)
+                     |\.(?:nan|NaN|NAN))$""", re.VERBOSE)
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 numbers (see the module docstring)."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
+_ConfigLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    return int(str(loader.construct_scalar(node)).replace("_", ""))
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    text = str(loader.construct_scalar(node)).replace("_", "").lower()
+    if text.endswith(".inf"):
+        return float(text.replace(".inf", "inf"))
+    if text == ".nan":
+        return math.nan
+    return float(text)
+
+
+_ConfigLoader.add_constructor(_INT_TAG, _construct_int)
+_ConfigLoader.add_constructor(_FLOAT_TAG, _construct_float)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML as :mod:`yaml.safe_load` reads it, but with YAML 1.2 numbers."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
 
 _SECRET_KEY = re.compile(r"(?i)^(api_?key|apikey|secret(_?key)?|access_?key|password|passphrase|private_?key|token)$")
 ENV_KEYS = "UPBIT_ACCESS_KEY, UPBIT_SECRET_KEY, BINANCE_API_KEY, BINANCE_API_SECRET"
@@ -53,11 +107,15 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
             errors.append(f"{path}: expected true/false, got {value!r}")
         return value
     if tp is int:
+        # 1e6 is how a person writes a million: a whole float is that integer.
+        if type(value) is float and math.isfinite(value) and value.is_integer():
+            return int(value)
         if type(value) is not int:
             errors.append(f"{path}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        if type(value) not in (int, float):
+        # NaN compares false with everything: as a limit it would silently disable it.
+        if type(value) not in (int, float) or math.isnan(value):
             errors.append(f"{path}: expected a number, got {value!r}")
             return value
         return float(value)
@@ -80,9 +138,13 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
     return value
 
 
+_CLASS_PREFIX = re.compile(r"^[A-Z]\w*Config: ")
+
+
 def _located(message: str, path: str, names: list[str]) -> str:
-    """Turn "pub_hwm must be > 0" raised by a section into "bus.pub_hwm: must be > 0"."""
-    head, _, rest = message.partition(" ")
+    """Turn "pub_hwm must be > 0" raised by a section into "bus.pub_hwm: must be > 0"
+    (a leading "BaselineConfig: " that some sections add is dropped)."""
+    head, _, rest = _CLASS_PREFIX.sub("", message).partition(" ")
     if head in names and rest:
         return f"{path + '.' if path else ''}{head}: {rest}"
     return f"{path or 'config'}: {message}"
@@ -135,7 +197,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError([f"{path}: cannot read ({e.strerror})"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -154,7 +216,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if not sep or not key or any(not p for p in key.split(".")):
         raise ConfigError([f"--set {assignment!r}: expected KEY=VALUE with a dotted key"])
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         raise ConfigError([f"--set {key}: value {raw!r} is not valid YAML"]) from None
     node = data

@@ -9,10 +9,11 @@ import os
 import signal
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from arbitrage.trading_state import ESCALATION, halt_reason
 from messages import (
     ActorInfo,
     Command,
@@ -29,8 +30,11 @@ from supervisors import status as status_view
 from supervisors.bus import Bus
 from supervisors.config import ArbdConfig
 from supervisors.control import COMMANDS, ControlError, Forward, parse_request, reply_frame
+from supervisors.curve import context_from_config
 from supervisors.endpoints import make_endpoints
 from supervisors.metrics import MetricsExporter
+from supervisors.nodes import RELAY, Nodes
+from supervisors.placement import place_endpoints, placed_specs
 from supervisors.roles import child_specs
 from supervisors.runfiles import (
     EventLog,
@@ -42,6 +46,9 @@ from supervisors.runfiles import (
 from supervisors.sim_ports import assign_sim_ports
 from supervisors.supervisor import Child, Supervisor
 
+if TYPE_CHECKING:
+    from supervisors.console import DaemonConsole
+
 log = logging.getLogger("arbd.daemon")
 
 EXIT_OK = 0
@@ -50,8 +57,10 @@ PROGRESS_EVERY_S = 60.0  # long runs print one progress line a minute
 
 
 class Daemon:
-    def __init__(self, cfg: ArbdConfig, run: RunDir, max_runtime_s: float | None = None) -> None:
+    def __init__(self, cfg: ArbdConfig, run: RunDir, max_runtime_s: float | None = None,
+                 console: DaemonConsole | None = None) -> None:
         self.cfg = cfg
+        self.console = console  # text logs on a terminal: trade, state, restart and status lines
         self.run = run
         self.max_runtime_s = max_runtime_s
         self.pid = os.getpid()
@@ -77,12 +86,17 @@ class Daemon:
     def _run(self) -> int:
         if self.cfg.venues.source == "sim":
             self.cfg = assign_sim_ports(self.cfg)
-        specs = child_specs(self.cfg)
+        # CURVE on tcp (supervisors.curve); first, so that missing keys refuse the start before anything binds.
+        self.zctx = context_from_config(self.cfg)
+        if self.console is not None:
+            self.console.start(self.run.ledger_path)
+        specs = placed_specs(self.cfg, child_specs(self.cfg))
         self.endpoints = make_endpoints(self.cfg.bus.transport, self.run,
                                         [s.name for s in specs if s.has_inbox], self.cfg.bus.tcp_host,
                                         [s.name for s in specs])
+        self.endpoints = place_endpoints(self.endpoints, self.cfg, specs, self.run)
+        self.zctx.server_of = self.endpoints.server_of
         atomic_write_text(self.run.endpoints_file, self.endpoints.to_json() + "\n")
-        self.zctx = zmq.Context()
         self.bus = Bus(self.zctx, self.endpoints, self.cfg.bus.sub_hwm)
         self.bus.start()
         self.sup_sock = self._bind(zmq.ROUTER, self.endpoints.sup)
@@ -92,11 +106,14 @@ class Daemon:
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.connect(self.endpoints.bus_in)
         self._report_seq = 0
+        self._pub_seq: dict[str, int] = {}
         self.events = EventLog(self.run, "supervisor")
         self.metrics = MetricsExporter(self.cfg.metrics)
         self.metrics.start()
         self.supervisor = Supervisor(self.cfg, self.run, self.endpoints, specs, self.zctx,
                                      on_escalate=self._on_escalate, on_event=self._on_sup_event)
+        # Actors placed on other hosts: their nodes' link (supervisors.nodes).
+        self.nodes = Nodes(self) if self.endpoints.placement else None
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda s, f: self.request_shutdown(f"signal {signal.Signals(s).name}"))
         log.info("arbd started", extra={"fields": {"mode": self.cfg.mode, "run_dir": str(self.run.root),
@@ -139,6 +156,9 @@ class Daemon:
         poller.register(self.ctl_sock, zmq.POLLIN)
         poller.register(self.sup_sock, zmq.POLLIN)
         poller.register(self.bus.capture, zmq.POLLIN)
+        node_socks = self.nodes.sockets() if self.nodes is not None else []
+        for sock in node_socks:
+            poller.register(sock, zmq.POLLIN)
         registered: set[int] = set()
         next_metrics = 0.0
         while not self._stop_reason:
@@ -154,9 +174,17 @@ class Daemon:
             if self.sup_sock in events:
                 self._on_sup()
             if self.bus.capture in events:
-                for topic, frame in self.bus.drain_capture():
+                frames = self.bus.drain_capture()
+                for topic, frame in frames:
                     if topic == b"event":
                         self._on_event_note(frame)
+                if self.console is not None:
+                    self.console.on_frames(frames)
+            if self.nodes is not None:
+                for sock in node_socks:
+                    if sock in events:
+                        self.nodes.on_readable(sock)
+                self.nodes.tick()
             self.supervisor.check()
             # The guard fails closed on what this report says: send it the
             # moment any child changes state, not at the next timer tick.
@@ -170,6 +198,8 @@ class Daemon:
                 self.metrics.refresh(self)
                 self._publish_report()
                 next_metrics = now + 0.5
+            if self.console is not None:
+                self.console.tick(self)
             if self.cfg.longrun.enabled and now >= self._next_progress:
                 self._next_progress = now + min(PROGRESS_EVERY_S, (self.max_runtime_s or 600.0) / 10)
                 print(status_view.progress_line(self), flush=True)
@@ -180,13 +210,19 @@ class Daemon:
 
     def _shutdown(self) -> None:
         log.info("arbd stopping: %s", self._stop_reason)
+        if self.nodes is not None:
+            self.nodes.shutdown()
         self.supervisor.stop_all(self._send_stop)
         # Final refresh so the summary sees the last published numbers.
-        self.bus.drain_capture()
+        frames = self.bus.drain_capture()
+        if self.console is not None:
+            self.console.on_frames(frames)  # the last fills before the stop still get their line
         self.summary = status_view.run_summary(self)
         self.bus.stop()
         self.metrics.stop()
         self.events.close()
+        if self.nodes is not None:
+            self.nodes.close()
         self.zctx.destroy(linger=0)
 
     # -- supervisor hooks --------------------------------------------------------
@@ -213,7 +249,15 @@ class Daemon:
         self.pub.send_multipart([msg.topic().encode(),
                                  encode(msg, "supervisor", int(self.started_wall * 1e9), self._report_seq)])
 
+    def publish(self, msg: Any) -> None:
+        """A message of the supervisor's own on the bus (fail-closed conditions, clocks)."""
+        topic = msg.topic()
+        seq = self._pub_seq[topic] = self._pub_seq.get(topic, 0) + 1
+        self.pub.send_multipart([topic.encode(), encode(msg, "supervisor", int(self.started_wall * 1e9), seq)])
+
     def _send_to(self, identity: bytes, msg: Any) -> bool:
+        if identity.startswith(RELAY):  # an actor on a node: through its link
+            return self.nodes is not None and self.nodes.relay(identity, encode(msg, "supervisor", 0, 0))
         try:
             self.sup_sock.send_multipart([identity, encode(msg, "supervisor", 0, 0)], zmq.NOBLOCK)
             return True
@@ -223,10 +267,12 @@ class Daemon:
     def _on_sup_event(self, kind: str, data: dict[str, object]) -> None:
         self.events.record(kind, {k: v for k, v in data.items() if k != "ts"})
         self.metrics.on_supervisor_event(kind, data)
+        if self.console is not None:
+            self.console.on_supervisor_event(kind, data)
 
     def _on_escalate(self, actor: str, why: str) -> None:
         """Fail closed: halt (persisted), cancel open orders, then exit non-zero."""
-        reason = f"escalation: {why}"
+        reason = halt_reason(ESCALATION, why)
         self.halt_without_guard(reason)
         for name, command in (("guard", Command(command="halt", args={"reason": reason})),
                               ("executor", Command(command="cancel_all", args={"reason": reason}))):
@@ -247,8 +293,17 @@ class Daemon:
         atomic_write_json(path, state)
         return {"state": "halted", "halt_reason": reason, "persisted_by": "supervisor"}
 
+    def on_remote_escalation(self, actor: str, why: str) -> None:
+        """A node's supervisor gave up on one of its actors: as if it were ours."""
+        log.error("escalation on a node: %s", why)
+        self._on_escalate(actor, why)
+
     def restart_actor(self, name: str, reason: str, graceful: bool) -> dict[str, Any]:
-        ok, text = self.supervisor.request_restart(name, reason, graceful, self._send_stop)
+        child = self.supervisor.children.get(name)
+        if child is not None and not self.supervisor.is_local(name) and self.nodes is not None:
+            ok, text = self.nodes.restart(child, reason, graceful)
+        else:
+            ok, text = self.supervisor.request_restart(name, reason, graceful, self._send_stop)
         if not ok:
             raise ControlError("bad_actor", text)
         return {"restarting": name, "reason": reason}
@@ -326,35 +381,39 @@ class Daemon:
                 return
             except ValueError:
                 continue
-            try:
-                msg = decode(frame).msg
-            except DecodeError as e:
-                self.metrics.decode_error("supervisor")
-                log.warning("bad frame on the actor channel: %s", e)
-                continue
-            t = type(msg)
-            if t is Heartbeat:
-                self.supervisor.on_heartbeat(msg, ident)
-                self.metrics.on_heartbeat(msg)
-            elif t is Reply:
-                pending = self._pending.pop(msg.request_id, None)
-                if pending is not None:
-                    cident, rid, _, fwd = pending
-                    if not msg.ok and fwd.on_timeout is not None:
-                        # The actor answered but could not do it (e.g. a guard
-                        # without a halt): a halt must never depend on the
-                        # guard, so the fallback applies as on a timeout.
-                        self._finish_forward(cident, rid, fwd, msg.error_reason)
-                    else:
-                        self._ctl_reply(cident, reply_frame(rid, msg.ok, msg.result, msg.error_code,
-                                                            msg.error_reason))
-            elif t is RestartRequest:
-                with contextlib.suppress(ControlError):
-                    self.restart_actor(msg.actor, msg.reason, graceful=msg.recycle)
-            elif t is Command and msg.command == "snapshot":
-                prefixes = msg.args.get("prefixes")
-                frames = self.bus.snapshot([str(p) for p in prefixes]) if isinstance(prefixes, list) else []
-                self._send_to(ident, Reply(request_id=msg.id, ok=True, result={"snapshot": frames}))
+            self.on_actor_frame(ident, frame)
+
+    def on_actor_frame(self, ident: bytes, frame: bytes) -> None:
+        """One frame from an actor: from the actor channel, or relayed by its node."""
+        try:
+            msg = decode(frame).msg
+        except DecodeError as e:
+            self.metrics.decode_error("supervisor")
+            log.warning("bad frame on the actor channel: %s", e)
+            return
+        t = type(msg)
+        if t is Heartbeat:
+            self.supervisor.on_heartbeat(msg, ident)
+            self.metrics.on_heartbeat(msg)
+        elif t is Reply:
+            pending = self._pending.pop(msg.request_id, None)
+            if pending is not None:
+                cident, rid, _, fwd = pending
+                if not msg.ok and fwd.on_timeout is not None:
+                    # The actor answered but could not do it (e.g. a guard
+                    # without a halt): a halt must never depend on the
+                    # guard, so the fallback applies as on a timeout.
+                    self._finish_forward(cident, rid, fwd, msg.error_reason)
+                else:
+                    self._ctl_reply(cident, reply_frame(rid, msg.ok, msg.result, msg.error_code,
+                                                        msg.error_reason))
+        elif t is RestartRequest:
+            with contextlib.suppress(ControlError):
+                self.restart_actor(msg.actor, msg.reason, graceful=msg.recycle)
+        elif t is Command and msg.command == "snapshot":
+            prefixes = msg.args.get("prefixes")
+            frames = self.bus.snapshot([str(p) for p in prefixes]) if isinstance(prefixes, list) else []
+            self._send_to(ident, Reply(request_id=msg.id, ok=True, result={"snapshot": frames}))
 
     def _on_event_note(self, frame: bytes) -> None:
         with contextlib.suppress(DecodeError):

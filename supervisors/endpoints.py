@@ -23,6 +23,16 @@ class Endpoints:
     # actor -> a PUB it binds for its hot topics, read straight by the one
     # consumer that needs them at once (no proxy hop; see RoleActor.streams)
     streams: dict[str, str] = field(default_factory=dict)
+    # actor -> the node whose address its inbox and stream are on (absent: main)
+    placement: dict[str, str] = field(default_factory=dict)
+
+    def server_of(self, endpoint: str) -> str:
+        """The host that binds ``endpoint`` (its CURVE server key is that host's)."""
+        for table in (self.streams, self.inboxes):
+            for actor, ep in table.items():
+                if ep == endpoint:
+                    return self.placement.get(actor, "main")
+        return "main"
 
     def inbox(self, actor: str) -> str:
         return self.inboxes[actor]
@@ -37,7 +47,7 @@ class Endpoints:
     def from_json(cls, text: str) -> Endpoints:
         d = json.loads(text)
         return cls(d["bus_in"], d["bus_out"], d["sup"], d["control"], dict(d.get("inboxes", {})),
-                   dict(d.get("streams", {})))
+                   dict(d.get("streams", {})), dict(d.get("placement", {})))
 
 
 def _free_port(host: str) -> int:

@@ -27,10 +27,23 @@ import pykka
 import zmq
 
 from actors.base import Beat, Inbound, LatestBox, RoleActor, Tick
-from messages import Ack, Command, Heartbeat, Message, Reply, clock, decode, encode, warm
+from messages import (
+    Ack,
+    Command,
+    Heartbeat,
+    HostClocks,
+    Message,
+    Reply,
+    clock,
+    decode,
+    encode,
+    warm,
+)
 from messages.codec import DecodeError
 from supervisors import logjson
 from supervisors.actor_context import ActorContext, HostSpec, resolve_role
+from supervisors.clocksync import ClockTable, skew_process_clock
+from supervisors.curve import context_from_config
 from supervisors.metricnames import key
 from supervisors.outbox import Outbox
 from supervisors.progress import NEVER, Progress, board_path, tick_endpoint
@@ -60,7 +73,7 @@ class ActorHost:
     def __init__(self, spec: HostSpec, zctx: zmq.Context | None = None) -> None:
         self.spec = spec
         self.cfg = spec.config
-        self.zctx = zctx or zmq.Context()
+        self.zctx = zctx or context_from_config(spec.config, spec.endpoints)
         self._own_ctx = zctx is None
         self._stop = threading.Event()
         self._exit_code = 0
@@ -88,6 +101,10 @@ class ActorHost:
         self._handed_over = 0  # deliveries queued to the actor thread (see _deliver)
         self._latest = LatestBox()
         self._proc = psutil.Process()
+        # Actors on several hosts: stamps from another host are read on this
+        # host's clock (supervisors.clocksync), from the offsets main publishes.
+        self.clocks = (ClockTable(spec.config.cluster.host, spec.endpoints.placement)
+                       if spec.endpoints.placement else None)
         # Test-only: grow RSS steadily to prove leaking actors get recycled.
         leaks = spec.config.testing.get("leak_mb_per_s") or {}
         self._leak_mb = float(leaks.get(spec.name, 0.0)) if isinstance(leaks, dict) else 0.0
@@ -114,6 +131,8 @@ class ActorHost:
         self.sub.connect(ep.bus_out)
         for prefix in actor_cls.subscriptions_for(self.cfg):
             self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        if self.clocks is not None:
+            self.sub.setsockopt(zmq.SUBSCRIBE, HostClocks.TAG.encode())
         self.sup = self._socket(zmq.DEALER, linger_ms=500)
         self.sup.setsockopt(zmq.IDENTITY, self._tag.encode())
         self.sup.connect(ep.sup)
@@ -299,7 +318,8 @@ class ActorHost:
                 env = self._decode(frame)
                 if env is None:
                     continue
-                mid = env.msg.id
+                msg = env.msg if self.clocks is None else self.clocks.correct(env.msg, env.sender)
+                mid = msg.id
                 if mid in self._recent:  # a retransmit of something we have
                     self._send_ack(ident, mid)
                     continue
@@ -309,7 +329,7 @@ class ActorHost:
                 self.msgs_in += 1
                 if self.progress is not None:
                     self.progress.add(recv=1)
-                self._deliver(ref, Inbound(env.msg, env.sender, "inbox", ack_to=ident))
+                self._deliver(ref, Inbound(msg, env.sender, "inbox", ack_to=ident))
         if self.sup in events:
             for _ in range(100):
                 try:
@@ -345,9 +365,15 @@ class ActorHost:
             env = self._decode(frame)
             if env is None:
                 continue
+            msg = env.msg
+            if self.clocks is not None:
+                if type(msg) is HostClocks:
+                    self.clocks.update(msg.offsets_ns)
+                    continue
+                msg = self.clocks.correct(msg, env.sender)
             self._count_gap(env.sender, topic, env.incarnation, env.seq)
             self.msgs_in += 1
-            inbound = Inbound(env.msg, env.sender, "bus")
+            inbound = Inbound(msg, env.sender, "bus")
             progress = self.progress
             if self._conflate and topic.startswith(self._conflate):
                 replaced = self._latest.replaced
@@ -415,7 +441,8 @@ class ActorHost:
                 if env is not None:
                     if self.progress is not None:
                         self.progress.add(recv=1)
-                    self._deliver(ref, Inbound(env.msg, env.sender, "snapshot"))
+                    msg = env.msg if self.clocks is None else self.clocks.correct(env.msg, env.sender)
+                    self._deliver(ref, Inbound(msg, env.sender, "snapshot"))
         else:
             if self.progress is not None:
                 self.progress.add(recv=1)
@@ -539,7 +566,8 @@ def host_main(spec: HostSpec) -> None:
     _set_parent_death_signal()
     if os.getppid() != spec.parent_pid:  # parent died while we were starting
         os._exit(EXIT_ORPHANED)
-    logjson.setup(spec.name, spec.config.log_level)
+    skew_process_clock(float(spec.config.testing.get("clock_skew_s") or 0.0))
+    logjson.setup(spec.name, spec.config.log_level, spec.config.log_format)
     # The supervisor owns shutdown: Ctrl-C in a terminal reaches the whole
     # process group, and children must not race it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,4 +1,7 @@
-"""Structured logs: one JSON object a line on stderr, never a secret."""
+"""Structured logs: one JSON object a line on stderr, never a secret.
+
+``setup(..., fmt="text")`` formats the same records for a person instead
+(:mod:`supervisors.console`); ``auto`` picks text when stderr is a terminal."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ import logging
 import re
 import sys
 import time
+from typing import TextIO
 
-_SECRETISH = re.compile(r"(?i)(secret|api[_-]?key|access[_-]?key|authorization|signature)")
+SECRETISH = re.compile(r"(?i)(secret|api[_-]?key|access[_-]?key|authorization|signature)")
 _REDACT_VALUE = re.compile(
     r"(?i)((?:secret|api[_-]?key|access[_-]?key|signature|bearer)[\"'=: ]+)[A-Za-z0-9._\-+/]{8,}"
 )
@@ -34,18 +38,36 @@ class JsonFormatter(logging.Formatter):
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             for k, v in extra.items():
-                out[k] = "***" if _SECRETISH.search(k) else v
+                out[k] = "***" if SECRETISH.search(k) else v
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str, separators=(",", ":"))
 
 
-def setup(actor: str, level: str = "INFO") -> None:
+LOG_FORMATS = ("auto", "json", "text")
+
+
+def resolve_format(fmt: str, stream: TextIO) -> str:
+    """``json`` or ``text``: ``auto`` is text on a terminal, JSON anywhere else (a pipe, a file)."""
+    if fmt != "auto":
+        return fmt
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return "json"
+
+
+def setup(actor: str, level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(JsonFormatter(actor))
+    if resolve_format(fmt, sys.stderr) == "text":
+        from supervisors.console import TextFormatter  # rich only where a person reads
+
+        h.setFormatter(TextFormatter(actor))
+    else:
+        h.setFormatter(JsonFormatter(actor))
     root.addHandler(h)
     root.setLevel(level.upper())
     # Library chatter (ccxt, websockets, aiohttp) is noise at INFO.

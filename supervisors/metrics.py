@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from arbitrage.trading_state import HALT_CAUSES, HALTED, halt_cause
 from messages import EventNote, Heartbeat, PositionState, TradingState
 from supervisors import metricnames
 from supervisors.config import MetricsConfig
@@ -121,7 +122,14 @@ class MetricsExporter:
             gaps.add_metric([name], self.total(name, "gaps"))
             dec.add_metric([name], self.total(name, "decode_errors"))
         dec.add_metric(["supervisor"], float(self._decode_errors_sup))
-        fams += [up, restarts, hb_age, rss, lat, m_in, m_out, gaps, dec]
+        # The daemon exits a few seconds after an escalation: the alert on this
+        # counter looks back over a window (max_over_time) so one scrape is enough.
+        esc = CounterMetricFamily("arbd_supervisor_escalations",
+                                  "Children that restarted past their intensity (trading halted, daemon exits)",
+                                  labels=["actor"])
+        for name in d.supervisor.order:
+            esc.add_metric([name], float(self._sup_events.get((name, "escalate"), 0)))
+        fams += [up, restarts, hb_age, rss, lat, m_in, m_out, gaps, dec, esc]
         fams += self._actor_metrics()
         fams += self._trading_metrics(d)
         with self._lock:
@@ -175,12 +183,17 @@ class MetricsExporter:
         ts = d.bus.latest("state")
         state = GaugeMetricFamily("arbd_trading_state", "0 disarmed, 1 armed, 2 halted")
         fc = GaugeMetricFamily("arbd_fail_closed", "1 while trading is fail-closed")
+        halted = GaugeMetricFamily("arbd_halted", "1 for the cause of the current halt: session_stop "
+                                   "(daily loss), escalation (supervisor) or operator", labels=["cause"])
         if isinstance(ts, TradingState):
             state.add_metric([], float(STATE_CODES.get(ts.state, 0)))
             fc.add_metric([], 1.0 if ts.fail_closed else 0.0)
+            cause = halt_cause(ts.halt_reason) if ts.state == HALTED else ""
+            for c in HALT_CAUSES:
+                halted.add_metric([c], 1.0 if c == cause else 0.0)
         else:
             fc.add_metric([], 1.0)
-        out += [state, fc]
+        out += [state, fc, halted]
         pos = d.bus.latest("position")
         if isinstance(pos, PositionState):
             out.append(GaugeMetricFamily("arbd_pnl_krw", "Realised PnL (KRW)", value=pos.realized_pnl_krw))

@@ -49,14 +49,19 @@ def build_status(d: Daemon) -> dict[str, Any]:
     now_m = time.monotonic()
     now_ns = time.time_ns()
     actors = []
+    nodes = getattr(d, "nodes", None)
+    offsets = nodes.offsets_ns() if nodes is not None else {d.supervisor.host: 0}
     for name in d.supervisor.order:
         c = d.supervisor.children[name]
         hb = c.last_hb
+        remote_up = c.spec.host != d.supervisor.host and c.state in ("starting", "running") and bool(c.pid)
         actors.append({
             "name": name,
+            "host": c.spec.host,
+            "clock_offset_ms": round(offsets[c.spec.host] / 1e6, 3) if c.spec.host in offsets else None,
             "pid": c.pid,
             "state": c.state,
-            "uptime_s": round(now_m - c.started_at, 3) if c.handle is not None else 0.0,
+            "uptime_s": round(now_m - c.started_at, 3) if c.handle is not None or remote_up else 0.0,
             "restarts": c.restarts,
             "heartbeat_age_s": round(now_m - c.last_hb_at, 3) if hb is not None else None,
             "rss_mb": round(hb.rss_mb, 1) if hb is not None else None,
@@ -68,9 +73,11 @@ def build_status(d: Daemon) -> dict[str, Any]:
     for topic, frame in sorted(d.bus.last.items()):
         if topic.startswith(b"book."):
             try:
-                m = decode(frame).msg
+                env = decode(frame)
             except DecodeError:
                 continue
+            # A book from another host carries that host's clock: read it on ours.
+            m = nodes.clocks.correct(env.msg, env.sender) if nodes is not None else env.msg
             if isinstance(m, BookTop):
                 feeds.append({"venue": m.venue, "symbol": m.symbol, "bid": m.bid, "ask": m.ask,
                               "age_s": round((now_ns - m.recv_ts_ns) / 1e9, 3) if m.recv_ts_ns else None})
@@ -124,6 +131,9 @@ def build_status(d: Daemon) -> dict[str, Any]:
         "trades": ({"opened": pos.trades_opened, "closed": pos.trades_closed, "open_pairs": pos.open_pairs}
                    if isinstance(pos, PositionState) else {"opened": 0, "closed": 0, "open_pairs": 0}),
         **execution_status(d, trading_state, fail_closed),
+        "hosts": nodes.status() if nodes is not None else [
+            {"name": d.supervisor.host, "state": "up", "clock_offset_ms": 0.0, "rtt_ms": None,
+             "actors": list(d.supervisor.order)}],
     }
 
 

@@ -50,18 +50,32 @@ def render(st: dict[str, Any], color: bool) -> str:
         + ("  " + p("FAIL-CLOSED", "red") + ": " + "; ".join(st["fail_closed_reasons"])
            if st["fail_closed"] else "  " + p("orders may flow", "green") if ts == "armed" else ""),
         "",
-        p(f"{'ACTOR':<14}{'STATE':<12}{'PID':>8}{'UPTIME':>10}{'RESTARTS':>10}{'HEARTBEAT':>11}{'RSS MB':>9}"
-          f"  {'WARM':<5}", "dim"),
     ]
+    hosts = st.get("hosts") or []
+    several = len(hosts) > 1  # then each actor is shown as name@host
+    width = max([14] + [len(a["name"]) + len(a.get("host", "")) + 3 for a in st["actors"]]) if several else 14
+    lines.append(p(f"{'ACTOR':<{width}}{'STATE':<12}{'PID':>8}{'UPTIME':>10}{'RESTARTS':>10}{'HEARTBEAT':>11}"
+                   f"{'RSS MB':>9}  {'WARM':<5}", "dim"))
     for a in st["actors"]:
         col = {"running": "green", "starting": "yellow", "restarting": "yellow"}.get(a["state"], "red")
         hb = a["heartbeat_age_s"]
         state = p(f"{a['state']:<12}", col)
+        name = f"{a['name']}@{a.get('host', '')}" if several else a["name"]
         lines.append(
-            f"{a['name']:<14}{state}{a['pid'] or '-':>8}"
+            f"{name:<{width}}{state}{a['pid'] or '-':>8}"
             f"{_uptime(a['uptime_s']):>10}{a['restarts']:>10}"
             f"{(f'{hb:.1f}s' if hb is not None else '-'):>11}{_num(a['rss_mb'], '{:.0f}'):>9}  "
             + _warm_cell(a, p))
+    if several:
+        lines += ["", p(f"{'HOST':<10}{'STATE':<15}{'ADDRESS':<18}{'CLOCK OFFSET':>14}{'RTT':>10}  ACTORS", "dim")]
+        for h in hosts:
+            col = "green" if h["state"] == "up" else "red"
+            off, rtt = h.get("clock_offset_ms"), h.get("rtt_ms")
+            state = p(f"{h['state']:<15}", col)
+            off_cell = f"{off:+.1f} ms" if off is not None else "-"
+            rtt_cell = f"{rtt:.2f} ms" if rtt is not None else "-"
+            lines.append(f"{h['name']:<10}{state}{h.get('address') or '-':<18}{off_cell:>14}{rtt_cell:>10}  "
+                         + ", ".join(h.get("actors", [])))
     lines += ["", p(f"{'FEED':<18}{'BID':>16}{'ASK':>16}{'AGE':>8}", "dim")]
     for f in st["feeds"]:
         age = f["age_s"]

@@ -30,6 +30,7 @@ class ChildSpec:
     role: str  # "actors.engine:EngineActor"
     has_inbox: bool = False
     trade_path: bool = False  # trading fails closed while this one is down
+    host: str = "main"  # where it runs (placement); another host's supervisor starts it there
 
 
 @dataclass
@@ -49,17 +50,20 @@ class Child:
     next_start_at: float | None = None
     planned: str = ""  # why we are stopping it on purpose ("", "restart", "recycle", "shutdown")
     history: list[float] = field(default_factory=list)
+    remote_pid: int | None = None  # on another host: its pid there (supervisors.nodes)
 
     @property
     def pid(self) -> int | None:
-        return self.handle.pid if self.handle is not None else None
+        return self.handle.pid if self.handle is not None else self.remote_pid
 
 
 class Supervisor:
     def __init__(self, cfg: ArbdConfig, run: RunDir, endpoints: Endpoints, specs: list[ChildSpec],
                  zctx: zmq.Context, on_escalate: Callable[[str, str], None],
-                 on_event: Callable[[str, dict[str, object]], None] | None = None) -> None:
+                 on_event: Callable[[str, dict[str, object]], None] | None = None,
+                 host: str = "main") -> None:
         self.cfg = cfg
+        self.host = host  # children placed on another host are that host's to start (see is_local)
         self.run = run
         self.endpoints = endpoints
         self.zctx = zctx
@@ -76,6 +80,9 @@ class Supervisor:
         self.shutting_down = False
         self.escalated: str | None = None
 
+    def is_local(self, name: str) -> bool:
+        return self.children[name].spec.host == self.host
+
     # -- restart log -----------------------------------------------------------
     def _log(self, child: Child, event: str, reason: str = "", exit_code: int | None = None,
              sig: int | None = None, backoff_s: float | None = None, pid: int | None = None) -> None:
@@ -85,7 +92,8 @@ class Supervisor:
         self.restart_log.append(rec)
         planned = event in ("start", "stop") or (event == "exit" and bool(child.planned))
         level = logging.INFO if planned or self.shutting_down else logging.WARNING
-        log.log(level, "%s %s %s", child.spec.name, event, reason)
+        # restart_event lets the terminal console drop the records it narrates itself.
+        log.log(level, "%s %s %s", child.spec.name, event, reason, extra={"restart_event": event})
         if event in ("restart", "kill", "escalate", "recycle"):
             self.on_event("restart" if event != "escalate" else "escalate", rec)
 
@@ -96,6 +104,8 @@ class Supervisor:
         (bounded) until its check passes before starting the next one."""
         for name in self.order:
             child = self.children[name]
+            if not self.is_local(name):
+                continue
             self._spawn(child, "initial start")
             check = (ready or {}).get(name)
             if check is None:
@@ -146,6 +156,8 @@ class Supervisor:
         sv = self.cfg.supervision
         for name in self.order:
             child = self.children[name]
+            if not self.is_local(name):
+                continue
             h = child.handle
             if h is not None and child.state in (STARTING, RUNNING, RESTARTING) and not h.is_alive():
                 self._on_exit(child)
@@ -225,6 +237,8 @@ class Supervisor:
         grace = self.cfg.supervision.shutdown_grace_s
         for name in reversed(self.order):
             child = self.children[name]
+            if not self.is_local(name):
+                continue
             if child.handle is None:
                 child.state = STOPPED if child.state != FAILED else FAILED
                 continue

@@ -54,7 +54,6 @@ log = logging.getLogger("arbd.gateway")
 
 VENUES = (UPBIT, BINANCE)
 LOOKUP_RETRY_S = 0.5
-RESOLVE_GIVE_UP_S = 10.0  # after this a leg still without a final state is reported unknown
 
 
 def _order_cost(legs: list[LegOrder]) -> dict[str, dict[str, float]]:
@@ -241,7 +240,7 @@ class LiveGateway:
         http = self.http[lg.venue]
         if first_wait:
             await asyncio.sleep(max(0.0, sent + self.exe.fill_wait_s - time.monotonic()))
-        deadline = time.monotonic() + RESOLVE_GIVE_UP_S
+        deadline = time.monotonic() + self.exe.resolve_give_up_s
         while time.monotonic() < deadline:
             live = self._live.get(cid)
             if live is None or live.done:

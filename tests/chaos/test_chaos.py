@@ -185,6 +185,7 @@ def test_live_trading_survives_the_short_chaos_schedule_with_every_invariant_int
 
 WARM_ROLES = ("engine", "position", "feed.upbit", "feed.binance", "executor")
 TRADING_AGAIN_P95_S = 3.0
+ORDER_RATE_SHARE = 0.5  # orders/s while a role is killed every 3 s, as a share of undisturbed trading
 WARM_KILLS_PER_ROLE = 3
 WARM_GAP_S = 3.0
 UNDISTURBED_S = 10.0
@@ -237,6 +238,8 @@ def test_a_killed_role_trades_again_within_seconds_and_never_on_a_cold_or_stale_
     assert floor.get("p95", 0.0) <= UNDISTURBED_NEXT_ORDER_P95_S, \
         f"undisturbed trading waits p95 {floor.get('p95')}s for its next order: too sparse to measure recovery"
     assert not slow, "\n".join(slow)
+    assert a.rate_share is not None and a.rate_share >= ORDER_RATE_SHARE, \
+        f"orders/s during chaos {a.rate_share:.0%} of an undisturbed run (target >= {ORDER_RATE_SHARE:.0%})"
 
 
 @pytest.mark.chaos_long

@@ -447,6 +447,8 @@ def _gateway(venue_urls: dict[str, str], results: queue.Queue[LegResult], monkey
     from dataclasses import replace
 
     cfg = ArbdConfig(mode="live_trading")
+    # Nothing readable ever comes back in some cases: give up looking after 2 s, not 10.
+    cfg = replace(cfg, execution=replace(cfg.execution, resolve_give_up_s=2.0))
     cfg = replace(cfg, venues=replace(cfg.venues, source="live", upbit_rest=venue_urls["upbit"],
                                       binance_rest=venue_urls["binance"], upbit_ws=venue_urls["upbit_ws"],
                                       binance_ws=venue_urls["binance_ws"]))

@@ -97,13 +97,22 @@ class Prometheus:
     root: Path
 
     @classmethod
-    def start(cls, root: Path, target_port: int) -> Prometheus:
+    def start(cls, root: Path, target_port: int, alertmanager_port: int | None = None) -> Prometheus:
+        """On configs/prometheus.yml with 1 s scrapes and evaluations, scraping
+        ``target_port``; alerts go to the Alertmanager on ``alertmanager_port``
+        (none when not given)."""
         root.mkdir(parents=True, exist_ok=True)
         cfg = yaml.safe_load(PROMETHEUS_YML.read_text())
         cfg["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
         (job,) = [j for j in cfg["scrape_configs"] if j["job_name"] == JOB]
         for sc in job["static_configs"]:
             sc["targets"] = [f"127.0.0.1:{target_port}"]
+        # Alerts must not reach whatever Alertmanager listens on the default port.
+        if alertmanager_port is None:
+            cfg.pop("alerting", None)
+        else:
+            (am,) = cfg["alerting"]["alertmanagers"]
+            am["static_configs"] = [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]
         (root / "prometheus.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         shutil.copy(ALERTS_YML, root / "alerts.yml")  # rule_files are relative to the config
         port = free_port()

@@ -82,3 +82,25 @@ def test_a_broken_or_old_state_file_is_one_log_line_and_a_cold_warm_up(paper: Si
     assert paper.stderr().count("baseline state unusable") == lines_before + 1
     wait_until(lambda: engine(paper)["warm"], WARMUP_S + 20, "the cold warm-up to finish")
     assert engine(paper)["restarts"] >= 1 and paper.alive()
+
+
+def test_a_restored_baseline_the_market_disagrees_with_never_trades(paper: SimDaemon) -> None:
+    """A fresh, well-formed state file whose baselines are far from the live
+    premium: rejected against the first live samples, a cold warm-up, and no
+    open or close decided on it in between (judged by the ledger)."""
+    wait_until(lambda: engine(paper)["warm"], WARMUP_S + 20, "the engine warm")
+    old = engine(paper)["pid"]
+    os.kill(old, signal.SIGSTOP)
+    try:
+        wrong = {s: {"value": 25.0, "n": 500} for s in ("BTC", "ETH", "XRP")}  # the live premium is ~2 %
+        state_file(paper).write_text(json.dumps({"version": 1, "ts": time.time(), "symbols": wrong}))
+    finally:
+        os.kill(old, signal.SIGKILL)
+    killed_ns = time.time_ns()
+    paper.wait_replaced("engine", old)
+    wait_until(lambda: "restored baseline BTC disagreed" in paper.stderr(), 10, "the restored baseline rejected")
+    warm_again = wait_until(lambda: engine(paper)["warm"] and time.time_ns(), WARMUP_S + 20,
+                            "the cold warm-up to finish")
+    decided = paper.ledger_rows("action IN ('open','close') AND created_ns > ? AND created_ns < ?",
+                                (killed_ns, warm_again))
+    assert not decided, [dict(r) for r in decided]

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from arbitrage.trading_state import TradingStateMachine
+from arbitrage.trading_state import (
+    ESCALATION,
+    HALT_CAUSES,
+    SESSION_STOP,
+    TradingStateMachine,
+    halt_cause,
+    halt_reason,
+)
 
 
 def armed(mode: str = "paper") -> TradingStateMachine:
@@ -243,3 +250,29 @@ def test_unreadable_data_restores_halted(data: object) -> None:
 
     assert restored.state == "halted"
     assert "unreadable" in restored.halt_reason
+
+
+# -- why it is halted (the arbd_halted{cause} label) ----------------------------------------
+
+@pytest.mark.parametrize(("reason", "cause"), [
+    (halt_reason(SESSION_STOP, "daily loss -25 exceeds max -20"), "session_stop"),
+    (halt_reason(ESCALATION, "engine exceeded restart intensity (5 in 30.0s)"), "escalation"),
+    ("operator halt", "operator"),
+    ("maintenance: session_stop later", "operator"),  # only the head names a system cause
+    ("session_stop", "operator"),  # the system always writes "<cause>: <detail>"
+    ("halted before restart", "operator"),
+    ("", "operator"),
+])
+def test_halt_cause_reads_back_the_cause_the_system_wrote_and_calls_the_rest_operator(
+        reason: str, cause: str) -> None:
+    assert halt_cause(reason) == cause
+    assert halt_cause(reason) in HALT_CAUSES
+
+
+def test_a_session_stop_halt_keeps_its_cause_when_the_operator_halts_again() -> None:
+    sm = armed("live_trading")
+    sm.halt(halt_reason(SESSION_STOP, "daily loss -25 exceeds max -20"))
+
+    sm.halt("operator halt")
+
+    assert halt_cause(sm.halt_reason) == SESSION_STOP

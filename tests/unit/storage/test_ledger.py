@@ -1,4 +1,7 @@
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from messages import OrderEvent, OrderIntent
 from storage.ledger import WAL_PRIME_BYTES, Ledger
@@ -86,3 +89,16 @@ def test_the_wal_is_primed_at_open_and_reused_not_grown(tmp_path: Path) -> None:
     again = Ledger(path)  # the last close deleted the WAL; the next open primes it again
     assert len(again.orders()) == 200 and wal.stat().st_size >= WAL_PRIME_BYTES
     assert again.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_reader_creates_nothing_and_cannot_write(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        Ledger.reader(tmp_path / "missing.sqlite")
+    assert list(tmp_path.iterdir()) == []
+    writer = Ledger(tmp_path / "l.sqlite")
+    reader = Ledger.reader(tmp_path / "l.sqlite")
+    i = intent()
+    writer.record_intent(i, 1.0, [("c1", "upbit", "sell", 0.001, 1e8)])
+    assert [o.client_order_id for o in reader.orders()] == ["c1"]  # sees the writer's commits
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.db.execute("DELETE FROM orders")

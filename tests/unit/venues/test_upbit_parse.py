@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
 from collections import Counter
 
@@ -279,14 +278,3 @@ def test_fuzz_parse_only_ever_returns_a_top_none_or_a_classified_bad_frame(frame
     if out is not None:
         assert out.bid < out.ask
         assert all(0 < p < math.inf and 0 < q < math.inf for p, q in out.bids + out.asks)
-
-
-def test_parse_rate_of_a_fifteen_level_frame(adapter):
-    frame = book()
-    n = 5000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        adapter.parse(frame, NOW_NS)
-    rate = n / (time.perf_counter() - t0)
-    print(f"upbit 15-level parse: {rate:,.0f} frames/s")
-    assert rate >= 25_000
