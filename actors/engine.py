@@ -80,7 +80,7 @@ class EngineActor(RoleActor):
         # Premium samples for people's reports (report.premium_sample_s): the
         # latest mid premium per coin, written to the event log on the tick.
         self._mid: dict[str, float] = {}
-        self._sampled_at = time.monotonic()
+        self._sampled_at = clock.monotonic()
 
     # -- warm restart --------------------------------------------------------------
     def _restore(self) -> list[str]:
@@ -121,8 +121,9 @@ class EngineActor(RoleActor):
             self._saved_at = now
             self._save()
         every = self.ctx.config.report.premium_sample_s
-        if every > 0 and now - self._sampled_at >= every and self._mid:
-            self._sampled_at = now
+        market_now = clock.monotonic()  # a backtest samples per tape second, not per wall second
+        if every > 0 and market_now - self._sampled_at >= every and self._mid:
+            self._sampled_at = market_now
             self._sample_premium()
 
     def _sample_premium(self) -> None:

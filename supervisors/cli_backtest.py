@@ -239,13 +239,13 @@ def run_one(args: Any, tape: dict[str, Any], speed: float, err: TextIO) -> tuple
     if failed:
         result["error"] = failed
     if args.report and not failed:
+        from supervisors.report import ReportError, write_report
+
         try:
-            from supervisors.report import write_report  # type: ignore[import-not-found]
-        except ImportError:
-            err.write("arbd: report not available in this build\n")
-            code = code or 1
-        else:
             write_report(run.root, Path(args.report), since_ns=0)
+        except ReportError as e:
+            err.write(f"arbd: no report: {e}\n")
+            code = code or 1
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     return (1 if failed else code), result
@@ -344,6 +344,8 @@ def cmd_backtest(args: Any) -> int:
         if args.report or args.run_dir:
             fail("arbd", "--report and --run-dir name one run: not with --sweep", 2)
         return run_sweep(args, tape, speed)
+    if args.report and not Path(args.report).resolve().parent.is_dir():
+        fail("arbd", f"--report {args.report}: no directory {Path(args.report).resolve().parent}", 2)
     err = sys.stderr
     code, result = run_one(args, tape, speed, err)
     if args.json:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from storage.tape import TapeReader
-from tests.support.backtest import QUICK, TAPE, arbd, backtest, cut, leftovers
+from tests.support.backtest import QUICK, TAPE, BackgroundRecord, arbd, backtest, cut, leftovers
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -30,11 +30,11 @@ def same_trades(a: dict, b: dict) -> None:
 
 
 def test_sixty_seconds_recorded_from_the_embedded_exchange_replay_to_the_same_trades_twice(
-        tmp_path: Path) -> None:
-    tape = tmp_path / "sixty.arbt"
-    out, marker = arbd("record", "--venue", "sim", "--seconds", "60", "--out", str(tape), timeout=120)
+        sixty_second_recording: BackgroundRecord) -> None:
+    out = sixty_second_recording.wait()
+    tape = sixty_second_recording.tape
     assert out.returncode == 0, out.stderr
-    assert not leftovers(marker)
+    assert not leftovers(sixty_second_recording.marker)
     assert "recorded" in out.stdout and str(tape) in out.stdout
     reader = TapeReader(tape)
     chunks = reader.scan()
@@ -135,19 +135,17 @@ def test_a_missing_tape_and_an_existing_record_target_are_refused(tmp_path: Path
     assert out.returncode == 1 and "exists" in out.stderr and out.stderr.count("\n") == 1
 
 
-def test_report_writes_the_run_report_or_says_this_build_has_none(tmp_path: Path) -> None:
+def test_report_writes_the_run_report_with_the_replays_premium(tmp_path: Path) -> None:
     short = tmp_path / "short.arbt"
     cut(TAPE, short, 5.0)
     page = tmp_path / "report.html"
 
     out, _ = arbd("backtest", str(short), "--report", str(page), timeout=120)
 
-    try:
-        import supervisors.report  # noqa: F401  # type: ignore[import-not-found]
-    except ImportError:
-        assert "report not available in this build" in out.stderr
-        assert out.returncode != 0 and not page.exists()
-    else:
-        assert out.returncode == 0, out.stderr
-        assert page.read_text().lstrip().lower().startswith(("<!doctype html", "<html"))
+    assert out.returncode == 0, out.stderr
+    html = page.read_text()
+    assert html.lstrip().lower().startswith(("<!doctype html", "<html"))
+    assert 'id="premium"' in html
     assert "=== arbd backtest ===" in out.stdout
+    out, _ = arbd("backtest", str(short), "--report", str(tmp_path / "no" / "such" / "dir.html"), timeout=30)
+    assert out.returncode == 2 and "no directory" in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,45 @@ def arbd(*args: str, timeout: float = 120.0) -> tuple[subprocess.CompletedProces
         raise AssertionError(f"arbd {' '.join(args[:2])} still running after {timeout:g}s:\n{err[-3000:]}") \
             from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), marker
+
+
+class BackgroundRecord:
+    """``arbd record --venue sim --seconds N`` started early and waited for late.
+
+    A recording only waits for the wall clock (~2 % of a core), so the suite
+    starts the one-minute recording its record-and-replay test needs when
+    collection ends and runs other tests meanwhile (tests/conftest.py)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.dir = Path(tempfile.mkdtemp(prefix="arbd-rec-"))
+        self.tape = self.dir / "recorded.arbt"
+        self.marker = f"arbd-test-{uuid.uuid4().hex[:12]}"
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(ARBD), "record", "--venue", "sim", "--seconds", f"{seconds:g}", "--out", str(self.tape)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+            env={**os.environ, MARKER_ENV: self.marker}, start_new_session=True)
+        self._result: subprocess.CompletedProcess[str] | None = None
+
+    def wait(self, grace_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+        if self._result is None:
+            left = self.seconds + grace_s - (time.monotonic() - self.started)
+            try:
+                out, err = self.proc.communicate(timeout=max(1.0, left))
+            except subprocess.TimeoutExpired:
+                self.stop()
+                raise AssertionError(f"arbd record still running {self.seconds + grace_s:g}s after its start") \
+                    from None
+            self._result = subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
+        return self._result
+
+    def stop(self) -> None:
+        """Kill what is still running (by the id of the session started here) and remove the tape."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.communicate()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def leftovers(marker: str) -> list[int]:
