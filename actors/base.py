@@ -154,10 +154,15 @@ class RoleActor(pykka.ThreadingActor):
         """Dispatch one message, or everything in a LatestBox, on whichever
         thread holds host_run_lock (the host's inline or pykka's)."""
         if type(item) is LatestBox:
-            for inbound in item.take():
+            items = item.take()
+            for inbound in items:
                 self._dispatch(inbound)
+            n = len(items)
         else:
             self._dispatch(item)
+            n = 1
+        if self.ctx.progress is not None:  # a backtest: after the handler's sends were queued
+            self.ctx.progress.update({"done": n}, {"pending": self.pending_work()})
 
     # -- pykka entry point -------------------------------------------------
     def on_receive(self, message: Any) -> Any:
@@ -172,6 +177,8 @@ class RoleActor(pykka.ThreadingActor):
             return None
         if type(message) is Tick:
             self.on_tick(message.now_ns)
+            if self.ctx.progress is not None:
+                self.ctx.progress.update({"done": 1}, {"pending": self.pending_work()})
             return None
         log.warning("unknown local message %r", type(message).__name__)
         return None
@@ -230,3 +237,8 @@ class RoleActor(pykka.ThreadingActor):
 
     def on_tick(self, now_ns: int) -> None:
         """Called every ``tick_interval_s`` when set."""
+
+    def pending_work(self) -> int:
+        """Work this actor has in flight outside messages (the executor's legs at
+        a venue): a backtest's clock waits for it. Default: none."""
+        return 0

@@ -41,7 +41,7 @@ import time
 from actors.base import RoleActor
 from arbitrage.baseline import PremiumBaseline, dump_state, load_state
 from arbitrage.premium import FX_SYMBOL, PremiumCalculator, mid_premium_pct
-from messages import BookTop
+from messages import BookTop, clock
 from supervisors import logjson
 from supervisors.metricnames import key
 from supervisors.statefile import StateWriter, read_state
@@ -64,8 +64,8 @@ class EngineActor(RoleActor):
     def on_start(self) -> None:
         cfg = self.ctx.config
         self.symbols = tuple(cfg.venues.symbols)
-        self.calc = PremiumCalculator(cfg.engine, time.time)
-        self.baseline = PremiumBaseline(cfg.baseline, time.monotonic)
+        self.calc = PremiumCalculator(cfg.engine, clock.time)
+        self.baseline = PremiumBaseline(cfg.baseline, clock.monotonic)
         self.books: dict[tuple[str, str], BookTop] = {}
         self._keys: dict[str, tuple[str, str, str, str]] = {}
         self.c = self.ctx.counters
@@ -80,7 +80,7 @@ class EngineActor(RoleActor):
         # Premium samples for people's reports (report.premium_sample_s): the
         # latest mid premium per coin, written to the event log on the tick.
         self._mid: dict[str, float] = {}
-        self._sampled_at = time.monotonic()
+        self._sampled_at = clock.monotonic()
 
     # -- warm restart --------------------------------------------------------------
     def _restore(self) -> list[str]:
@@ -121,8 +121,9 @@ class EngineActor(RoleActor):
             self._saved_at = now
             self._save()
         every = self.ctx.config.report.premium_sample_s
-        if every > 0 and now - self._sampled_at >= every and self._mid:
-            self._sampled_at = now
+        market_now = clock.monotonic()  # a backtest samples per tape second, not per wall second
+        if every > 0 and market_now - self._sampled_at >= every and self._mid:
+            self._sampled_at = market_now
             self._sample_premium()
 
     def _sample_premium(self) -> None:

@@ -47,6 +47,7 @@ from messages import (
     OrderStats,
     TradingState,
     VenueHealth,
+    clock,
 )
 from storage.ledger import Ledger, OrderRow
 from supervisors.metricnames import Histogram, key
@@ -58,6 +59,10 @@ MAX_DECISION_AGE_S = 2.0  # a decision older than this reflects a world that has
 VENUES = (UPBIT, BINANCE)
 # Statuses that say the venue took the order (an IOC that found nothing at its limit included).
 ACCEPTED = frozenset({"filled", "partially_filled", "cancelled", "open"})
+
+
+def _paper_fills(config: Any) -> bool:
+    return config.mode == "paper" and not config.backtest.tape
 
 
 @dataclass(slots=True)
@@ -85,14 +90,15 @@ class ExecutorActor(RoleActor):
 
     # Paper fills walk every book, so in paper mode they come straight from
     # the feeds' streams (every one; the bus has ten a second). Live modes
-    # need only the FX rate (fees and PnL in KRW), from the bus.
+    # need only the FX rate (fees and PnL in KRW), from the bus; so does a
+    # backtest, whose fills are the replay exchange's.
     @classmethod
     def subscriptions_for(cls, config: Any) -> tuple[str, ...]:
-        return ("state",) if config.mode == "paper" else cls.subscriptions
+        return ("state",) if _paper_fills(config) else cls.subscriptions
 
     @classmethod
     def direct_for(cls, config: Any) -> dict[str, tuple[str, ...]]:
-        return cls._FEEDS if config.mode == "paper" else {}
+        return cls._FEEDS if _paper_fills(config) else {}
     has_inbox = True
     tick_interval_s = 0.5
 
@@ -165,7 +171,7 @@ class ExecutorActor(RoleActor):
                 self.ctx.count(key("c", "arbd_inventory_refusals_total", symbol=intent.symbol))
                 self._refuse(intent, f"inventory: {why}")
                 return
-            ok, why, probes = self.breakers.admit_open(tuple(lg.venue for lg in legs), time.monotonic())
+            ok, why, probes = self.breakers.admit_open(tuple(lg.venue for lg in legs), clock.monotonic())
             if not ok:
                 self._refuse(intent, why)
                 return
@@ -192,10 +198,10 @@ class ExecutorActor(RoleActor):
     def _refusal(self, d: GuardDecision) -> str:
         if self.mode == "live_readonly":
             return "live_readonly: orders are disabled"
-        age = (time.time_ns() - d.ts_ns) / 1e9
+        age = (clock.time_ns() - d.ts_ns) / 1e9
         if age > MAX_DECISION_AGE_S:
             return f"stale decision ({age:.1f}s old)"
-        if d.intent.expires_ns and time.time_ns() > d.intent.expires_ns:
+        if d.intent.expires_ns and clock.time_ns() > d.intent.expires_ns:
             return "intent expired before execution"
         t = self.trading
         if t is None:
@@ -296,6 +302,13 @@ class ExecutorActor(RoleActor):
             self._on_leg_result(message)
         elif self.mode == "live_trading":  # paper fills never reach a venue: nothing to break
             self._breaker_result(message.venue, message.accepted, message.kind or "other", message.reason)
+        if self.ctx.progress is not None:
+            self.ctx.progress.set(pending=self.pending_work())
+
+    def pending_work(self) -> int:
+        """Legs at a venue, sent and not final (a backtest's clock waits for them);
+        a probe's partner legs are not sent yet."""
+        return len(self.inflight) - sum(len(d.queued) for d in self.decisions.values())
 
     def _on_leg_result(self, r: LegResult) -> None:
         lg = r.leg
@@ -337,7 +350,7 @@ class ExecutorActor(RoleActor):
             if d.unsent:  # refused here, not acknowledged there: counted, not timed
                 self.ctx.count(key("c", "arbd_decisions_unsent_total", reason=r.kind or "probe"))
             else:
-                self.hist.observe(max(0.0, (time.time_ns() - d.ts_ns) / 1e9))
+                self.hist.observe(max(0.0, (clock.time_ns() - d.ts_ns) / 1e9))
 
     def _not_sent(self, lg: LegOrder, reason: str) -> None:
         self.inflight.pop(lg.client_order_id, None)
@@ -346,7 +359,7 @@ class ExecutorActor(RoleActor):
         self.ledger.apply(evt)
 
     def _breaker_result(self, venue: str, accepted: bool, kind: str, reason: str) -> None:
-        tr = self.breakers.on_result(venue, accepted, kind, reason, time.monotonic())
+        tr = self.breakers.on_result(venue, accepted, kind, reason, clock.monotonic())
         if tr is not None:
             self._on_transition(tr)
 
@@ -415,7 +428,7 @@ class ExecutorActor(RoleActor):
             rejected=c.get("rejected", 0) + c.get("failed", 0), sent=sum(c.values())))
 
     def _publish_health(self) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         snap = self.breakers.snapshot(now)
         gw = self.gateway.health()
         for venue in VENUES:

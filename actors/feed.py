@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 from actors.base import RoleActor
-from messages import BookTop
+from messages import BookTop, clock
 from supervisors.metricnames import key
 from supervisors.publisher import ThreadPublisher
 from venues import make_adapter
@@ -36,7 +35,10 @@ class FeedActor(RoleActor):
         self.client = FeedClient(adapter, base, symbols, self._on_top,
                                  ping_interval_s=cfg.feeds.ping_interval_s,
                                  stale_after_s=cfg.feeds.stale_after_s,
-                                 backoff_max_s=cfg.feeds.backoff_max_s)
+                                 backoff_max_s=cfg.feeds.backoff_max_s,
+                                 clock_ns=clock.time_ns,  # receive times are market time
+                                 on_frame=self._frame_done if self.ctx.progress is not None else None)
+        self._frames_done = 0
         self.client.run_in_thread(name=f"ws-{self.venue}", on_thread_start=self._open_publisher,
                                   on_thread_exit=self._close_publisher)
 
@@ -53,6 +55,13 @@ class FeedActor(RoleActor):
 
     def _on_top(self, top: BookTop) -> None:
         self._pub.publish(top)  # type: ignore[union-attr]  # set before any frame arrives
+
+    def _frame_done(self) -> None:
+        """A backtest: this frame's book is on the stream (the replay waits for it)."""
+        self._frames_done += 1
+        pub = self._pub
+        self.ctx.progress.set(frames=self._frames_done,  # type: ignore[union-attr]
+                              stream_sent=pub.stream_sent if pub is not None else 0)
 
     def on_stop(self) -> None:
         self.client.stop(timeout=2.0)
@@ -73,7 +82,7 @@ class FeedActor(RoleActor):
         s = self.client.snapshot()
         if not s.connected:
             return False, f"connection to {self.venue}" + (f" (last: {s.last_error})" if s.last_error else "")
-        if not s.last_top_ns or time.time_ns() - s.last_top_ns > WARM_BOOK_AGE_S * 1e9:
+        if not s.last_top_ns or clock.time_ns() - s.last_top_ns > WARM_BOOK_AGE_S * 1e9:
             return False, f"books from {self.venue}"
         return True, ""
 

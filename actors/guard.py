@@ -26,6 +26,7 @@ from messages import (
     SupervisorReport,
     TradingState,
     VenueHealth,
+    clock,
 )
 from supervisors.metricnames import Histogram, key
 from supervisors.runfiles import atomic_write_json
@@ -57,7 +58,7 @@ class GuardActor(RoleActor):
         self._restore()
         self.holdings: dict[str, tuple[float, float]] | None = None  # None until the position reports
         self.broken: dict[str, str] = {}  # venue -> why its breaker is open
-        self.risk = RiskGuard(self.mode, cfg.live_trading, self.state, time.time_ns,
+        self.risk = RiskGuard(self.mode, cfg.live_trading, self.state, clock.time_ns,
                               holdings=self._holdings, breakers=lambda: self.broken)
         self.live_guard = LiveSafetyGuard(cfg.live_trading)
         self.fx = 0.0
@@ -172,7 +173,7 @@ class GuardActor(RoleActor):
                                     else 0.0, daily_pnl_usdt=((self.daily_pnl_krw or 0.0) / self.fx)
                                     if self.fx else 0.0, fx=self.fx)
         if intent.origin_ts_ns:
-            self.hist.observe(max(0.0, (time.time_ns() - intent.origin_ts_ns) / 1e9))
+            self.hist.observe(max(0.0, (clock.time_ns() - intent.origin_ts_ns) / 1e9))
         self.ctx.count(key("c", "arbd_guard_decisions_total", result=self.risk.last_category or "unknown"))
         if decision.allowed:
             self.allowed += 1

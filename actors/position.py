@@ -26,6 +26,7 @@ from messages import (
     RebalanceRequest,
     TradingState,
     VenueHealth,
+    clock,
 )
 from storage.ledger import Ledger
 from supervisors import logjson
@@ -53,15 +54,15 @@ class PositionActor(RoleActor):
         self.manager = AdvancedPositionManager(pa.base_position_size_krw, pa.max_exposure_krw,
                                                pa.slippage_cost_threshold_pct)
         self.rebalancer = RiskModeRebalancer(replace(cfg.rebalancer, exposure_scale_krw=pa.max_exposure_krw),
-                                             time.monotonic)
-        self.portfolio = Portfolio(time.time)
+                                             clock.monotonic)
+        self.portfolio = Portfolio(clock.time)
         self.portfolio.rebuild(self._ledger_history())
         self.trading_active = False
         self.broken: set[str] = set()
         self.last_opp: dict[str, Opportunity] = {}
         self.naked_since: dict[str, float] = {}
         self._naked_logged: dict[str, float] = {}
-        self.strategy = PairStrategy(replace(cfg.strategy, premium=cfg.engine), time.time, self.portfolio,
+        self.strategy = PairStrategy(replace(cfg.strategy, premium=cfg.engine), clock.time, self.portfolio,
                                      repair_context=lambda: (self.trading_active, frozenset(self.broken)))
         self.size_multiplier = 1.0
         self.premiums: dict[str, deque[float]] = {}
@@ -69,7 +70,7 @@ class PositionActor(RoleActor):
         self.planner = IntentPlanner(
             PlannerConfig(max_exposure_krw=pa.max_exposure_krw), self.portfolio,
             sizer_from_manager(self.manager, lambda s: self.vol.get(s, 0.0), self._risk_mode),
-            time.time, multiplier=lambda: self.size_multiplier,
+            clock.time, multiplier=lambda: self.size_multiplier,
             exposure_limit_krw=lambda: self.manager.exposure_limit_krw)
         self.primary = cfg.venues.symbols[0]
         self.enabled = pa.enabled
@@ -99,7 +100,7 @@ class PositionActor(RoleActor):
     def _repair_on_tick(self) -> None:
         """Naked legs are repaired even when no fresh opportunity arrives (a feed
         gone stale, a halted engine): priced off the symbol's last one."""
-        now = time.time()
+        now = clock.time()
         for u in self.portfolio.needs_unwind():
             opp = self.last_opp.get(u.symbol)
             if opp is None or now - opp.ts_ns / 1e9 > REPAIR_QUOTE_MAX_AGE_S:
@@ -220,7 +221,7 @@ class PositionActor(RoleActor):
             h[1] += pair.binance_qty
             if not pair.balanced:
                 h[2] += pair.upbit_qty + pair.binance_qty
-        now = time.time()
+        now = clock.time()
         out = []
         for symbol in sorted(set(held) | set(self.naked_since)):
             up, bn, naked = held.get(symbol, (0.0, 0.0, 0.0))

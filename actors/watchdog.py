@@ -23,6 +23,7 @@ from messages import (
     RebalanceRequest,
     RestartRequest,
     SupervisorReport,
+    clock,
 )
 from supervisors.metricnames import key
 from supervisors.runfiles import atomic_write_text
@@ -47,9 +48,11 @@ class WatchdogActor(RoleActor):
         cfg = self.ctx.config
         wd = cfg.watchdog
         symbols = tuple(cfg.venues.symbols)
+        # Quote freshness is market time (a replay's tape time); memory and loop
+        # latency below are the process's own.
         self.fresh = FreshnessMonitor({"upbit": (*symbols, "USDT"), "binance": symbols},
                                       wd.fail_closed_after_s, wd.restart_after_s, wd.clear_after_s,
-                                      time.monotonic, clear_after_samples=wd.clear_after_samples,
+                                      clock.monotonic, clear_after_samples=wd.clear_after_samples,
                                       flap_window_s=wd.flap_window_s, clear_max_s=wd.clear_max_s)
         self.mem = MemoryGuard(wd.rss_limit_mb, wd.memory_drift_threshold, wd.memory_drift_window,
                                wd.min_recycle_interval_s, time.monotonic)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from messages import clock
+
 _COUNTER = itertools.count()
 _PREFIX = f"{os.getpid():x}{time.time_ns() & 0xFFFFFF:06x}"
 
@@ -26,16 +28,10 @@ def new_id() -> str:
     return f"{_PREFIX}{next(_COUNTER):x}"
 
 
-def _wall_ns() -> int:
-    # Looked up at each call, not bound at import: a test that skews a host's
-    # clock (supervisors.clocksync.skew_process_clock) skews message stamps too.
-    return time.time_ns()
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     id: str = field(default_factory=new_id)
-    ts_ns: int = field(default_factory=_wall_ns)
+    ts_ns: int = field(default_factory=lambda: clock.time_ns())  # the market's clock (see messages.clock)
 
     TAG: ClassVar[str] = ""
 

@@ -12,13 +12,12 @@ restarting anything resets no limit.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from messages import OrderEvent, OrderIntent
+from messages import OrderEvent, OrderIntent, clock  # times are market time (a replay's tape)
 
 UNRESOLVED = ("pending", "sent", "open", "partially_filled", "unknown")
 WAL_PRIME_BYTES = 4 << 20  # ~1,000 pages: SQLite's usual checkpoint size
@@ -152,7 +151,7 @@ class Ledger:
                       ) -> bool:
         """Record an intent and its legs ``(client_order_id, venue, side, qty, price)``
         as pending, atomically. False if the intent was recorded before."""
-        now = time.time_ns()
+        now = clock.time_ns()
         self._synchronous("FULL")  # on disk before the order it records is sent
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -203,7 +202,7 @@ class Ledger:
                 " venue_order_id=CASE WHEN ?='' THEN venue_order_id ELSE ? END, updated_ns=?"
                 " WHERE client_order_id=?",
                 (evt.status, evt.filled_qty, evt.avg_price, evt.fee_krw, evt.reason,
-                 venue_order_id, venue_order_id, time.time_ns(), evt.client_order_id))
+                 venue_order_id, venue_order_id, clock.time_ns(), evt.client_order_id))
             self.db.execute("COMMIT")
         except BaseException:
             if self.db.in_transaction:

@@ -14,6 +14,7 @@ from messages import Command, EventNote, Message, Reply
 from supervisors.config import ArbdConfig
 from supervisors.endpoints import Endpoints
 from supervisors.outbox import Outbox
+from supervisors.progress import Progress
 from supervisors.publisher import ThreadPublisher
 from supervisors.runfiles import EventLog, RunDir
 
@@ -50,6 +51,8 @@ class ActorContext:
         self.publishers: list[ThreadPublisher] = []
         self.actor: RoleActor | None = None  # set by the actor itself, for the host's inline delivery
         self._events: EventLog | None = None
+        # In a backtest, this process's slot on the board (supervisors.progress); else None.
+        self.progress: Progress | None = None
 
     # trade path and bus
     def publish(self, msg: Message) -> None:
@@ -68,6 +71,8 @@ class ActorContext:
                               self.name, self.incarnation,
                               stream_endpoint=self.endpoints.streams.get(self.name, "") if streams else "",
                               stream_prefixes=streams, bus_every=role.bus_every if role is not None else None)
+        if self.progress is not None:
+            pub.on_bus = self.progress.bus_sent
         self.publishers.append(pub)
         return pub
 

@@ -1,5 +1,6 @@
-"""`arbd start|stop|sim|node`: run the daemon, stop it, run the embedded exchange
-alone, or run a node supervisor for the actors placed on this host."""
+"""`arbd start|stop|sim|node|record|backtest`: run the daemon, stop it, run the
+embedded exchange alone, run a node supervisor for the actors placed on this
+host, record the venues to a tape, or replay a tape through the daemon."""
 
 from __future__ import annotations
 
@@ -64,7 +65,32 @@ def _parser() -> OneLineParser:
                    help="override one config key by dotted path (YAML value syntax); repeatable")
     n.add_argument("--run-dir", default="run", help="run directory (default ./run)")
     n.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
+    _tape_parsers(sub)
     return p
+
+
+def _tape_parsers(sub) -> None:
+    """``record`` and ``backtest`` (supervisors/cli_record.py, cli_backtest.py)."""
+    r = sub.add_parser("record", help="record both venues' public streams to a tape")
+    r.add_argument("--venue", choices=("sim", "live"), help="sim: the embedded exchange (default); live: real")
+    r.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (default: Ctrl-C)")
+    r.add_argument("--out", required=True, metavar="PATH", help="the tape file to create")
+    r.add_argument("--config", help="YAML config (symbols, record.*; default configs/paper.yaml)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (YAML value syntax); repeatable")
+    b = sub.add_parser("backtest", help="replay a tape through the daemon and report what it traded")
+    b.add_argument("tape", metavar="TAPE", help="a tape made by `arbd record`")
+    b.add_argument("--config", help="YAML config (default configs/paper.yaml)")
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (YAML value syntax); repeatable")
+    b.add_argument("--speed", default="max", metavar="max|N",
+                   help="max: as fast as the daemon keeps up (default); N: N times real time")
+    b.add_argument("--json", action="store_true", help="print one JSON object (a list with --sweep)")
+    b.add_argument("--report", metavar="FILE.html", help="write the HTML report of the run")
+    b.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="run every combination of these values in parallel processes; repeatable")
+    b.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel runs for --sweep (default 2)")
+    b.add_argument("--run-dir", metavar="DIR", help="keep the run directory here (default: a temporary one)")
 
 
 def cmd_start(args) -> int:
@@ -176,10 +202,23 @@ def cmd_sim(args) -> int:
     return run_standalone(args.port, args.seed)
 
 
+def cmd_record(args) -> int:
+    from supervisors.cli_record import cmd_record as run
+
+    return run(args)
+
+
+def cmd_backtest(args) -> int:
+    from supervisors.cli_backtest import cmd_backtest as run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"start": cmd_start, "stop": cmd_stop, "sim": cmd_sim, "node": cmd_node}[args.cmd](args)
+        return {"start": cmd_start, "stop": cmd_stop, "sim": cmd_sim, "node": cmd_node, "record": cmd_record,
+                "backtest": cmd_backtest}[args.cmd](args)
     except KeyboardInterrupt:
         return 130
 

@@ -24,6 +24,8 @@ import time
 from collections import deque
 from typing import Any
 
+from messages import clock
+
 # Sender-clock fields: every int field named *_ns, except the exchange's own
 # stamp (exch_ts_ns is the venue's clock, not the sender's).
 _NOT_SENDER_CLOCK = frozenset({"exch_ts_ns"})
@@ -135,3 +137,6 @@ def skew_process_clock(seconds: float) -> None:
     skew_ns = int(seconds * 1e9)
     time.time_ns = lambda: real_ns() + skew_ns  # type: ignore[assignment]
     time.time = lambda: real_s() + seconds  # type: ignore[assignment]
+    # The market clock bound the time module's functions at import: it follows.
+    if not clock.virtual:
+        clock.time_ns, clock.time = time.time_ns, time.time

@@ -231,6 +231,42 @@ class ExecutionConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecordConfig:
+    """Recording the venues' public streams to tapes (``arbd record``, or inside a daemon)."""
+
+    enabled: bool = False  # a trading daemon records too (the ``recorder`` actor)
+    dir: str = "tapes"  # a daemon's segments, relative to the run directory
+    max_mb: float = 1024.0  # disk bound: ``arbd record`` stops there, a daemon drops its oldest segments
+    segment_mb: float = 64.0  # a daemon's segment size
+    chunk_kb: int = 512  # raw frames per compressed chunk
+    flush_s: float = 1.0  # a chunk is written at least this often: a kill loses no more
+    trades: bool = True  # also the public trades (a replay queues a taker behind them)
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_mb", "segment_mb", "chunk_kb", "flush_s", also=(
+            "segment_mb must not exceed max_mb" if self.segment_mb > self.max_mb else "",))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig:
+    """Replaying a tape through the daemon (``arbd backtest``; set by it, not by hand)."""
+
+    tape: str = ""  # the tape the embedded exchange replays; empty: it runs its own market
+    speed: float = 0.0  # tape seconds per wall second; 0: as fast as the daemon keeps up
+    latency_ms_upbit: float = 5.0  # an order reaches the book this long after it was sent
+    latency_ms_binance: float = 20.0
+    queue: bool = True  # a taker at the touch comes after the takers the tape shows there
+    impact_decay_s: float = 5.0  # liquidity a backtest took stays gone this long at most
+    step_ms: float = 50.0  # frames within this much tape time arrive at one clock value
+    settle_timeout_s: float = 10.0  # a wait for the daemon to go quiet longer than this is given up
+
+    def __post_init__(self) -> None:
+        _positive(self, "step_ms", "settle_timeout_s", also=(
+            f"speed must be >= 0, got {self.speed}" if self.speed < 0 else "",
+            "latencies must be >= 0" if min(self.latency_ms_upbit, self.latency_ms_binance) < 0 else "",
+            f"impact_decay_s must be >= 0, got {self.impact_decay_s}" if self.impact_decay_s < 0 else ""))
+
+
 class NodeConfig:
     """Where one node's actors bind: actor i placed on it (in start order) gets
     its stream on ``port_base + 2i`` and its inbox on ``port_base + 2i + 1``."""
@@ -291,6 +327,8 @@ class ArbdConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     rebalancer: RebalancerConfig = field(default_factory=RebalancerConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     placement: dict[str, str] = field(default_factory=dict)  # actor -> node (unlisted: main)
     # Test-only hooks (e.g. an injected leak); never set in shipped configs.

@@ -118,6 +118,8 @@ class Daemon:
             signal.signal(sig, lambda s, f: self.request_shutdown(f"signal {signal.Signals(s).name}"))
         log.info("arbd started", extra={"fields": {"mode": self.cfg.mode, "run_dir": str(self.run.root),
                                                    "transport": self.cfg.bus.transport}})
+        if self.cfg.backtest.tape:
+            self._create_board(specs)
         # Feeds connect to the embedded exchange: start them once it listens.
         with contextlib.suppress(FileNotFoundError):
             self.run.sim_file.unlink()
@@ -127,6 +129,15 @@ class Daemon:
         finally:
             self._shutdown()
         return self._exit_code
+
+    def _create_board(self, specs: list[Any]) -> None:
+        """A backtest: the tape clock, at the tape's first frame, and a slot per child
+        (supervisors.progress), before any child starts and reads the clock."""
+        from storage.tape import TapeReader
+        from supervisors.progress import Board, board_path
+
+        start_ns = TapeReader(self.cfg.backtest.tape).first_ns()
+        Board.create(board_path(self.run.root), [s.name for s in specs], start_ns).close()
 
     def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
         s = self.zctx.socket(kind)

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -26,7 +27,18 @@ import pykka
 import zmq
 
 from actors.base import Beat, Inbound, LatestBox, RoleActor, Tick
-from messages import Ack, Command, Heartbeat, HostClocks, Message, Reply, decode, encode, warm
+from messages import (
+    Ack,
+    Command,
+    Heartbeat,
+    HostClocks,
+    Message,
+    Reply,
+    clock,
+    decode,
+    encode,
+    warm,
+)
 from messages.codec import DecodeError
 from supervisors import logjson
 from supervisors.actor_context import ActorContext, HostSpec, resolve_role
@@ -34,6 +46,7 @@ from supervisors.clocksync import ClockTable, skew_process_clock
 from supervisors.curve import context_from_config
 from supervisors.metricnames import key
 from supervisors.outbox import Outbox
+from supervisors.progress import NEVER, Progress, board_path, tick_endpoint
 from supervisors.publisher import Publisher
 
 log = logging.getLogger("arbd.host")
@@ -68,6 +81,12 @@ class ActorHost:
         self._wake_ep = f"inproc://wake-{self._tag}"
         self.outbox = Outbox(self.zctx, self._wake_ep)
         self.actx = ActorContext(spec, self.outbox, self.zctx)
+        # A backtest: ticks follow the tape clock, and every step of this
+        # process's work is counted on the board (supervisors.progress).
+        self.progress: Progress | None = None
+        if spec.config.backtest.tape:
+            self.progress = self.actx.progress = Progress(self.actx.run.root, spec.name)
+            self.outbox.on_put = lambda: self.progress.add(out_put=1)  # type: ignore[union-attr]
         # I/O-thread state
         self._p2p_seq: dict[str, int] = {}
         self._last_seen: dict[tuple[str, str], tuple[int, int]] = {}
@@ -147,6 +166,16 @@ class ActorHost:
                 self.poller.register(s, zmq.POLLIN)
         if self.inbox is not None:
             self.poller.register(self.inbox, zmq.POLLIN)
+        self.clock_sub: zmq.Socket | None = None
+        if self.progress is not None:
+            self.clock_sub = self._socket(zmq.SUB)
+            self.clock_sub.setsockopt(zmq.SUBSCRIBE, b"")
+            self.clock_sub.connect(tick_endpoint(self.actx.run.root))
+            self.poller.register(self.clock_sub, zmq.POLLIN)
+            sources = [name for name in direct if name in ep.streams]
+            self.progress.subscribe(actor_cls.subscriptions_for(self.cfg))
+            self.publisher.on_bus = self.progress.bus_sent
+            self.progress.set(direct_mask=self.progress.mask_of(sources))
 
     def _out(self, target: str) -> zmq.Socket:
         s = self.outs.get(target)
@@ -179,6 +208,12 @@ class ActorHost:
         tick_every = actor_cls.tick_interval_s
         next_beat = time.monotonic()
         next_tick = time.monotonic() + (tick_every or 1e9)
+        progress = self.progress
+        if progress is not None:  # ticks on the tape clock: see _tape_ticks
+            tick_ns = int(tick_every * 1e9) if tick_every else 0
+            self._next_tick_ns = clock.monotonic_ns() + tick_ns if tick_ns else NEVER
+            progress.set(next_tick=self._next_tick_ns, attached=1)
+            tick_every, next_tick = None, time.monotonic() + 1e9
         next_retx = time.monotonic() + self.cfg.bus.ack_timeout_s
         next_check = time.monotonic()
         freeze_at: list[float] | None = None  # set once the actor has started
@@ -192,6 +227,8 @@ class ActorHost:
                 if events:
                     self._on_events(events, ref)
                 self._drain_outbox(_DRAIN_BATCH)
+                if progress is not None and tick_ns:
+                    self._tape_ticks(ref, tick_ns)
                 now = time.monotonic()
                 if now >= next_beat:
                     if self._leak_mb:
@@ -199,7 +236,7 @@ class ActorHost:
                     ref.tell(Beat(time.time_ns()))
                     next_beat = now + hb_every
                 if tick_every and now >= next_tick:
-                    ref.tell(Tick(time.time_ns()))
+                    ref.tell(Tick(clock.time_ns()))
                     next_tick = now + tick_every
                 if now >= next_retx:
                     self._retransmit(now)
@@ -224,6 +261,19 @@ class ActorHost:
             self._shutdown(ref)
         return self._exit_code
 
+    def _tape_ticks(self, ref: Any, tick_ns: int) -> None:
+        """A backtest's tick: due when the tape clock reaches it (the replay stops
+        the clock on every tick boundary and waits until it has run)."""
+        now = clock.monotonic_ns()
+        if now < self._next_tick_ns:
+            return
+        nxt = self._next_tick_ns + tick_ns
+        while nxt <= now:
+            nxt += tick_ns
+        self._next_tick_ns = nxt
+        self.progress.update({"recv": 1}, {"next_tick": nxt})  # type: ignore[union-attr]
+        ref.tell(Tick(clock.time_ns()))
+
     def _shutdown(self, ref: pykka.ActorRef[Any]) -> None:
         with contextlib.suppress(Exception):
             ref.stop(block=True, timeout=self.cfg.supervision.shutdown_grace_s / 2)
@@ -231,11 +281,13 @@ class ActorHost:
             self._drain_outbox()
         self.outbox.close()
         self.actx.close()
+        if self.progress is not None:
+            self.progress.close()
         if self._own_ctx:
             self.zctx.destroy(linger=0)
         else:
             for s in [self.wake, self.pub, self.sub, self.sup, self.inbox, self.stream_pub, self.dsub,
-                      *self.outs.values()]:
+                      getattr(self, "clock_sub", None), *self.outs.values()]:
                 if s is not None:
                     s.close(linger=0)
 
@@ -245,6 +297,10 @@ class ActorHost:
             with contextlib.suppress(zmq.Again):
                 for _ in range(1000):
                     self.wake.recv(zmq.NOBLOCK)
+        if self.clock_sub is not None and self.clock_sub in events:
+            with contextlib.suppress(zmq.Again):  # the tick itself is run by the loop
+                for _ in range(1000):
+                    self.clock_sub.recv(zmq.NOBLOCK)
         if self.sub in events:
             self._read_subscriber(self.sub, ref)
         if self.dsub is not None and self.dsub in events:
@@ -271,6 +327,8 @@ class ActorHost:
                 if len(self._recent) > _DEDUP_WINDOW:
                     self._recent.popitem(last=False)
                 self.msgs_in += 1
+                if self.progress is not None:
+                    self.progress.add(recv=1)
                 self._deliver(ref, Inbound(msg, env.sender, "inbox", ack_to=ident))
         if self.sup in events:
             for _ in range(100):
@@ -292,6 +350,8 @@ class ActorHost:
                     env = self._decode(frame)
                     if env is not None and type(env.msg) is Ack:
                         self._unacked.pop(env.msg.ref_id, None)
+                        if self.progress is not None:
+                            self.progress.set(unacked=len(self._unacked))
 
     def _read_subscriber(self, sock: zmq.Socket, ref: Any) -> None:
         for _ in range(1000):
@@ -314,11 +374,24 @@ class ActorHost:
             self._count_gap(env.sender, topic, env.incarnation, env.seq)
             self.msgs_in += 1
             inbound = Inbound(msg, env.sender, "bus")
+            progress = self.progress
             if self._conflate and topic.startswith(self._conflate):
-                if self._latest.put(topic, inbound):
+                replaced = self._latest.replaced
+                empty = self._latest.put(topic, inbound)
+                if progress is not None:  # a superseded quote is never handled: count it done
+                    self._count_in(progress, sock, env.sender, self._latest.replaced - replaced)
+                if empty:
                     self._deliver(ref, self._latest)
             else:
+                if progress is not None:
+                    self._count_in(progress, sock, env.sender, 0)
                 self._deliver(ref, inbound)
+
+    def _count_in(self, progress: Progress, sock: zmq.Socket, sender: str, superseded: int) -> None:
+        if sock is self.dsub:
+            progress.add(recv=1, direct_recv=1, done=superseded)
+        else:
+            progress.bus_received(sender, superseded)
 
     def _deliver(self, ref: Any, item: Inbound | LatestBox) -> None:
         """Hand a message to the actor: inline on this thread when the actor
@@ -366,9 +439,13 @@ class ActorHost:
             for frame in frames if isinstance(frames, list) else ():
                 env = self._decode(frame) if isinstance(frame, bytes) else None
                 if env is not None:
+                    if self.progress is not None:
+                        self.progress.add(recv=1)
                     msg = env.msg if self.clocks is None else self.clocks.correct(env.msg, env.sender)
                     self._deliver(ref, Inbound(msg, env.sender, "snapshot"))
         else:
+            if self.progress is not None:
+                self.progress.add(recv=1)
             self._deliver(ref, Inbound(msg, "supervisor", "sup"))
 
     def _decode(self, frame: bytes) -> Any:
@@ -389,7 +466,8 @@ class ActorHost:
 
     # -- outbound ------------------------------------------------------------
     def _drain_outbox(self, limit: int | None = None) -> None:
-        for item in self.outbox.drain(limit):
+        items = self.outbox.drain(limit)
+        for item in items:
             kind = item[0]
             if kind == "pub":
                 self.publisher.publish(item[1])
@@ -401,6 +479,14 @@ class ActorHost:
                 self._send_sup(item[1])
             elif kind == "beat":
                 self._send_heartbeat(item[1], item[2])
+        if self.progress is not None and items:
+            # One write: a reader sees the stream's count and the outbox's together.
+            self.progress.update({"out_sent": len(items)}, {
+                "stream_sent": self.stream_sent(), "unacked": len(self._unacked)})
+
+    def stream_sent(self) -> int:
+        """Messages this process sent on its direct stream, from any thread's publisher."""
+        return self.publisher.stream_sent + sum(p.stream_sent for p in self.actx.publishers)
 
     def _send_p2p(self, target: str, msg: Message) -> None:
         seq = self._p2p_seq.get(target, 0) + 1
@@ -416,11 +502,13 @@ class ActorHost:
     def _retransmit(self, now: float) -> None:
         if not self._unacked:
             return
-        wall = time.time_ns()
+        wall = clock.time_ns()  # expiries are market time
         for mid, (target, frame, first, expires) in list(self._unacked.items()):
             if now - first > _RETRANSMIT_MAX_AGE_S or (expires and wall > expires):
                 del self._unacked[mid]
                 self.actx.count("p2p_expired_unacked")
+                if self.progress is not None:
+                    self.progress.set(unacked=len(self._unacked))
                 continue
             if now - first >= self.cfg.bus.ack_timeout_s:
                 with contextlib.suppress(zmq.Again):
@@ -483,6 +571,8 @@ def host_main(spec: HostSpec) -> None:
     # The supervisor owns shutdown: Ctrl-C in a terminal reaches the whole
     # process group, and children must not race it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if spec.config.backtest.tape:  # before anything reads the time: the tape's clock
+        clock.attach(board_path(Path(spec.run_dir).resolve()))
     host = ActorHost(spec)
 
     def on_term(signum: int, frame: Any) -> None:

@@ -30,8 +30,11 @@ class Outbox:
         self._pending = False
         self._closed = False
         self.owner = 0  # thread ident of the I/O thread that drains this outbox
+        self.on_put: Any = None  # a backtest counts every item put (supervisors.progress)
 
     def put(self, item: tuple[Any, ...]) -> None:
+        if self.on_put is not None:
+            self.on_put()
         (self._urgent if item[0] in _URGENT else self._items).append(item)
         if threading.get_ident() == self.owner:
             return  # the I/O thread itself (an inline handler): it drains after handling

@@ -20,32 +20,35 @@ way: a socket is used only by the thread that made it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 
 import zmq
 
 from messages import Message, encode
+from messages import clock as market_clock
 
 
 class Publisher:
     def __init__(self, bus: zmq.Socket, stream: zmq.Socket | None, sender: str, incarnation: int, *,
                  stream_prefixes: tuple[str, ...] = (), bus_every: Mapping[str, float] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         self._bus: zmq.Socket | None = bus
         self._stream = stream
         self._sender = sender
         self._incarnation = incarnation
         self._stream_prefixes = tuple(stream_prefixes) if stream is not None else ()
         self._bus_every = dict(bus_every or {})
-        self._clock = clock
+        # Thinning follows the market's clock, so a replay thins the same copies at any speed.
+        self._clock = clock or market_clock.monotonic
         # topic -> (topic bytes, on the stream?, bus interval in s, 0 = every message)
         self._routes: dict[str, tuple[bytes, bool, float]] = {}
         self._bus_seq: dict[str, int] = {}
         self._stream_seq: dict[str, int] = {}
         self._bus_at: dict[str, float] = {}
         self.sent = 0  # frames sent; read by the host for its heartbeat (an int store is atomic)
+        self.stream_sent = 0  # of which on the stream (a backtest's board counts them)
         self.thinned = 0  # bus copies left out by bus_every
+        self.on_bus: Callable[[str], None] | None = None  # a backtest counts bus sends per topic
 
     def _route(self, topic: str) -> tuple[bytes, bool, float]:
         every = max((s for p, s in self._bus_every.items() if topic.startswith(p)), default=0.0)
@@ -65,6 +68,7 @@ class Publisher:
             self._stream_seq[topic] = seq
             self._stream.send_multipart((t, encode(msg, self._sender, self._incarnation, seq)))  # type: ignore[union-attr]
             self.sent += 1
+            self.stream_sent += 1
         if every:
             now = self._clock()
             if now - self._bus_at.get(topic, -1e18) < every:
@@ -77,6 +81,8 @@ class Publisher:
         self._bus_seq[topic] = seq
         bus.send_multipart((t, encode(msg, self._sender, self._incarnation, seq)))
         self.sent += 1
+        if self.on_bus is not None:
+            self.on_bus(topic)
 
     def close(self) -> None:
         """Close both sockets (from the owner thread, or once it has ended)."""

@@ -22,6 +22,8 @@ def child_specs(cfg: ArbdConfig) -> list[ChildSpec]:
         ChildSpec("feed.upbit", "actors.feed:UpbitFeedActor", trade_path=True),
         ChildSpec("feed.binance", "actors.feed:BinanceFeedActor", trade_path=True),
     ]
+    if cfg.record.enabled:  # its own connections: not on the trade path
+        specs.append(ChildSpec("recorder", "actors.recorder:RecorderActor"))
     overrides = cfg.testing.get("role_overrides") or {}
     if overrides:
         specs = [ChildSpec(s.name, str(overrides.get(s.name, s.role)), s.has_inbox, s.trade_path)

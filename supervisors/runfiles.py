@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from messages import clock
+
 
 class AlreadyRunning(RuntimeError):
     def __init__(self, pid: int | None) -> None:
@@ -207,7 +209,7 @@ class EventLog:
         return self._dir / f"longrun_events_{day}.jsonl"
 
     def record(self, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-        now = time.time()
+        now = clock.time()  # the market's: a backtest's events carry tape time, like its ledger
         day = time.strftime("%Y%m%d", time.gmtime(now))
         if day != self._day or self._out is None:
             if self._out is not None:

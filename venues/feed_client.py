@@ -85,7 +85,8 @@ class FeedClient:
                  rng: random.Random | None = None,
                  open_timeout_s: float = 10.0, close_timeout_s: float = 1.0,
                  max_frame_bytes: int = 1 << 20, compression: bool = False,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns,
+                 on_frame: Callable[[], None] | None = None) -> None:
         if stale_after_s <= 0 or ping_interval_s <= 0:
             raise ValueError("stale_after_s and ping_interval_s must be positive")
         if not 0 < backoff_initial_s <= backoff_max_s:
@@ -109,6 +110,7 @@ class FeedClient:
         self.max_frame_bytes = max_frame_bytes
         self.compression = compression
         self.clock_ns = clock_ns
+        self.on_frame = on_frame  # after each frame is fully handled (a backtest counts them)
         # Counters: written only by the loop thread, read by snapshot().
         self._frames = 0
         self._tops = 0
@@ -285,8 +287,11 @@ class FeedClient:
                 await ws.close()
 
     async def _read(self, ws: ClientConnection) -> None:
+        on_frame = self.on_frame
         async for frame in ws:
             self._on_frame(frame)
+            if on_frame is not None:
+                on_frame()
 
     def _on_frame(self, frame: bytes | str) -> None:
         now = self.clock_ns()

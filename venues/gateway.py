@@ -156,9 +156,12 @@ def env_keys(cfg: ArbdConfig, run: RunDir) -> dict[str, dict[str, str]]:
 
 def make_gateway(cfg: ArbdConfig, run: RunDir, books: dict[tuple[str, str], BookTop],
                  on_result: Callable[[LegResult], None]) -> Any:
-    if cfg.mode == "paper":
+    # A backtest's paper orders go to the replay exchange like live ones: it fills
+    # them against the tape's books, with each venue's latency and fees.
+    backtest = bool(cfg.backtest.tape)
+    if cfg.mode == "paper" and not backtest:
         return PaperGateway(cfg, books, on_result)
     from venues.live_gateway import LiveGateway  # not imported in paper mode: no HTTP clients there
 
-    return LiveGateway(cfg, run, on_result, allow_orders=cfg.mode == "live_trading",
-                       fx=lambda: _fx(books))
+    return LiveGateway(cfg, run, on_result, allow_orders=cfg.mode == "live_trading" or
+                       (cfg.mode == "paper" and backtest), fx=lambda: _fx(books))

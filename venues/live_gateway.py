@@ -40,7 +40,7 @@ from typing import Any
 import uvloop
 
 from arbitrage.rate_budget import ORDER, VenueBudget
-from messages import Balances
+from messages import Balances, clock
 from supervisors.config import ArbdConfig
 from supervisors.runfiles import RunDir
 from venues import BINANCE, UPBIT
@@ -90,7 +90,9 @@ class LiveGateway:
         v = cfg.venues
         self.urls = {UPBIT: VenueUrls(rest=v.upbit_rest, ws=v.upbit_ws),
                      BINANCE: VenueUrls(rest=v.binance_rest, ws=v.binance_ws)}
-        self.budgets = {venue: VenueBudget(venue, cfg.execution.budgets, now=time.monotonic()) for venue in VENUES}
+        # Rate budgets run on the market's clock (a replay's tape time); socket and
+        # fill timeouts below stay on the process's own.
+        self.budgets = {venue: VenueBudget(venue, cfg.execution.budgets, now=clock.monotonic()) for venue in VENUES}
         # uvloop (already here: ccxt depends on it): the order path's sends and replies
         # go through this loop; bench.orders measured the difference.
         self.loop = uvloop.new_event_loop()
@@ -164,7 +166,7 @@ class LiveGateway:
                 self.on_result(LegResult(lg, "failed", 0.0, 0.0, 0.0,
                                          f"not sent: no API keys for {missing[0].venue}", kind="auth"))
             return
-        self.loop.call_soon_threadsafe(self._start_batch, legs, time.monotonic() + self.exe.budget_wait_s)
+        self.loop.call_soon_threadsafe(self._start_batch, legs, clock.monotonic() + self.exe.budget_wait_s)
 
     def budget_refusal(self, legs: list[LegOrder]) -> str:
         """Why ``legs`` could not go now for want of rate budget ("" if they could):
@@ -173,7 +175,7 @@ class LiveGateway:
         still takes the tokens (``_start_batch``) and has the last word."""
         if not self.allow_orders:
             return ""
-        now = time.monotonic()
+        now = clock.monotonic()
         for venue, cost in _order_cost(legs).items():
             if venue not in self.budgets:
                 continue
@@ -183,7 +185,7 @@ class LiveGateway:
         return ""
 
     def _start_batch(self, legs: list[LegOrder], deadline: float) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         per_venue = _order_cost(legs)
         wait = max(self.budgets[v].wait_s(ORDER, cost, now) for v, cost in per_venue.items())
         if wait > 0:
@@ -201,7 +203,7 @@ class LiveGateway:
         gap = float(self.cfg.testing.get("leg_gap_s", 0.0) or 0.0)  # tests: a window between the sends
         for i, lg in enumerate(legs):
             # Registered before the request goes out: a stream update may beat the reply.
-            self._live[lg.client_order_id] = _Live(lg, now)
+            self._live[lg.client_order_id] = _Live(lg, time.monotonic())
             if gap and i:
                 self.loop.call_later(gap * i, lambda lg=lg: self.loop.create_task(self._send(lg)))
             else:
@@ -381,7 +383,7 @@ class LiveGateway:
                           "stream_down_s": 0.0 if self._stream_up.get(venue) else now - self._stream_since[venue],
                           "stream_age_s": now - last if last is not None else -1.0,
                           "keys": venue in self.keys,
-                          "budget": self.budgets[venue].fractions(now)}
+                          "budget": self.budgets[venue].fractions(clock.monotonic())}
         return out
 
     # -- restart safety and shutdown ------------------------------------------------------------

@@ -41,6 +41,7 @@ import aiohttp
 
 from arbitrage.rate_budget import POLL, VenueBudget
 from arbitrage.venue_rules import BINANCE_TAKER_FEE, UPBIT_TAKER_FEE
+from messages import clock  # rate budgets run on the market's clock (a replay's tape time)
 from venues import BINANCE, UPBIT
 from venues.order_result import OrderResult
 from venues.signing import binance_signature, upbit_jwt
@@ -218,7 +219,7 @@ class OrderHttp:
         try:
             async with self._http().get(self.root + path) as r:
                 await r.read()
-                self.budget.on_headers(r.headers, time.monotonic())
+                self.budget.on_headers(r.headers, clock.monotonic())
         except (TimeoutError, aiohttp.ClientError) as e:
             log.info("%s: connection warm-up failed: %s", self.venue, type(e).__name__)
 
@@ -290,7 +291,7 @@ class OrderHttp:
             kind = classify_upbit(status, name)
             reason = f"upbit {status} {name}: {err.get('message', '') if isinstance(err, Mapping) else ''}"[:200]
         if kind == "rate_limit":
-            self.budget.on_rate_limited(_retry_after(headers), time.monotonic())
+            self.budget.on_rate_limited(_retry_after(headers), clock.monotonic())
         return OrderOutcome(OrderResult(client_order_id=cid, venue_order_id="", status="rejected",
                                         reason=reason, symbol=coin, side=side, amount=qty, price=price),
                             kind=kind)
@@ -300,7 +301,7 @@ class OrderHttp:
         """The venue's view of ``cid``; None when it has no such order. Paid
         from the poll budget; raises :class:`LookupFailed` when it cannot be made."""
         cost = VenueBudget.cost_of(self.venue, "lookup")
-        if not self.budget.try_acquire(POLL, cost, time.monotonic()):
+        if not self.budget.try_acquire(POLL, cost, clock.monotonic()):
             raise LookupFailed(f"{self.venue}: no rate budget for a lookup")
         try:
             if self.venue == BINANCE:
@@ -329,7 +330,7 @@ class OrderHttp:
         except ValueError:
             raise LookupFailed(f"{self.venue}: unreadable lookup reply") from None
         if status in (418, 429):
-            self.budget.on_rate_limited(_retry_after(headers), time.monotonic())
+            self.budget.on_rate_limited(_retry_after(headers), clock.monotonic())
         raise LookupFailed(f"{self.venue}: lookup answered HTTP {status}")
 
     # -- balances -------------------------------------------------------------------------
@@ -340,7 +341,7 @@ class OrderHttp:
         balances come from here, not from ccxt, which an executor start does
         not wait to import."""
         cost = VenueBudget.cost_of(self.venue, "balance")
-        if not self.budget.try_acquire(POLL, cost, time.monotonic()):
+        if not self.budget.try_acquire(POLL, cost, clock.monotonic()):
             raise LookupFailed(f"{self.venue}: no rate budget for a balance read")
         try:
             if self.venue == BINANCE:
@@ -360,7 +361,7 @@ class OrderHttp:
         except (UnclearSend, NotSent) as e:
             raise LookupFailed(str(e)) from None
         if status in (418, 429):
-            self.budget.on_rate_limited(_retry_after(headers), time.monotonic())
+            self.budget.on_rate_limited(_retry_after(headers), clock.monotonic())
         if not isinstance(rows, list):
             raise LookupFailed(f"{self.venue}: balances answered HTTP {status}")
         out: dict[str, float] = {}
@@ -377,7 +378,7 @@ class OrderHttp:
         try:
             async with self._http().request(method, self.root + path, data=body, headers=dict(headers)) as r:
                 raw = await r.read()
-                self.budget.on_headers(r.headers, time.monotonic())
+                self.budget.on_headers(r.headers, clock.monotonic())
                 status, hdrs = r.status, r.headers
         except aiohttp.ClientConnectorError as e:
             raise NotSent(f"{self.venue}: {type(e).__name__}") from None

@@ -56,11 +56,31 @@ class SimExchange:
         self._hubs: list[UpbitWs | BinanceWs | UpbitPrivateWs | BinanceUserStream] = []
         self.private: dict[str, UpbitPrivateWs | BinanceUserStream] = {}
 
+    # -- what a replay (venues.sim.replay) changes --------------------------------------
+    def _make_core(self) -> SimCore:
+        return SimCore(self.config)
+
+    def _public_hubs(self, core: SimCore) -> tuple[UpbitWs, BinanceWs]:
+        return UpbitWs(core), BinanceWs(core)
+
+    def _middlewares(self, venue: str) -> list[Any]:
+        """Run before each venue's own middleware (its limits and faults)."""
+        return []
+
+    def _admin_routes(self) -> list[web.RouteDef]:
+        return []
+
+    def _start_tasks(self, binance_ws: BinanceWs) -> None:
+        """The market model's steps and Binance's interval streams."""
+        self._tasks.append(asyncio.ensure_future(self._market_loop()))
+        for name in INTERVALS:
+            self._tasks.append(asyncio.ensure_future(binance_ws.interval_loop(name)))
+
     async def start(self) -> dict[str, Any]:
         cfg = self.config
-        core = self.core = SimCore(cfg)
-        upbit_rest, upbit_ws = UpbitRest(core), UpbitWs(core)
-        binance_rest, binance_ws = BinanceRest(core), BinanceWs(core)
+        core = self.core = self._make_core()
+        upbit_rest, binance_rest = UpbitRest(core), BinanceRest(core)
+        upbit_ws, binance_ws = self._public_hubs(core)
         upbit_private, binance_user = UpbitPrivateWs(core), BinanceUserStream(core)
         self.private = {UPBIT: upbit_private, BINANCE: binance_user}
         self._hubs = [upbit_ws, binance_ws, upbit_private, binance_user]
@@ -71,14 +91,14 @@ class SimExchange:
                              BINANCE: drop_every(binance_ws.drop_all, binance_user.drop_all)},
                       private_droppers={UPBIT: upbit_private.drop_all, BINANCE: binance_user.drop_all})
 
-        upbit_app = web.Application(middlewares=[upbit_rest.middleware()])
+        upbit_app = web.Application(middlewares=[*self._middlewares(UPBIT), upbit_rest.middleware()])
         upbit_app.add_routes(upbit_rest.routes() + upbit_ws.routes() + upbit_private.routes())
-        binance_app = web.Application(middlewares=[binance_rest.middleware()])
+        binance_app = web.Application(middlewares=[*self._middlewares(BINANCE), binance_rest.middleware()])
         # The user stream's /ws/<listenKey> goes before the public /ws/{tail}: first match wins.
         binance_app.add_routes(binance_rest.routes() + binance_user.rest_routes() + binance_user.ws_routes()
                                + binance_ws.routes())
         admin_app = web.Application(middlewares=[admin.loopback_only])
-        admin_app.add_routes(admin.routes())
+        admin_app.add_routes(admin.routes() + self._admin_routes())
         try:
             up = await self._serve(upbit_app, cfg.host, cfg.upbit_port)
             bp = await self._serve(binance_app, cfg.host, cfg.binance_port)
@@ -93,9 +113,7 @@ class SimExchange:
             "admin": f"http://127.0.0.1:{ap}",
             "test_keys": {v: dict(k) for v, k in TEST_KEYS.items()},
         }
-        self._tasks.append(asyncio.ensure_future(self._market_loop()))
-        for name in INTERVALS:
-            self._tasks.append(asyncio.ensure_future(binance_ws.interval_loop(name)))
+        self._start_tasks(binance_ws)
         return self.urls
 
     async def _serve(self, app: web.Application, host: str, port: int) -> int:
@@ -145,8 +163,10 @@ class SimExchange:
 class SimThread:
     """``SimExchange`` on its own event loop in a background thread (tests, the ``sim`` actor)."""
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(self, config: SimConfig | None = None,
+                 factory: Callable[[SimConfig], SimExchange] | None = None) -> None:
         self.config = config or SimConfig()
+        self.factory = factory or SimExchange  # a ReplayExchange for a backtest
         self.urls: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sim: SimExchange | None = None
@@ -172,7 +192,7 @@ class SimThread:
         # loop made the exchange's own overhead part of arbd's measured latency.
         loop = self._loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
-        sim = self._sim = SimExchange(self.config)
+        sim = self._sim = self.factory(self.config)
         try:
             self.urls = loop.run_until_complete(sim.start())
         except BaseException as exc:  # reported to start()
@@ -187,6 +207,10 @@ class SimThread:
             loop.run_until_complete(sim.stop())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+
+    @property
+    def exchange(self) -> SimExchange | None:
+        return self._sim
 
     def call(self, fn: Callable[[SimCore], T], timeout: float = 5.0) -> T:
         """Run ``fn(core)`` on the simulator's loop and return its result (thread-safe)."""
