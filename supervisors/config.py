@@ -263,10 +263,12 @@ class BacktestConfig:
     def __post_init__(self) -> None:
         _positive(self, "step_ms", "settle_timeout_s", also=(
             f"speed must be >= 0, got {self.speed}" if self.speed < 0 else "",
-            "latencies must be >= 0" if min(self.latency_ms_upbit, self.latency_ms_binance) < 0 else "",
+            *(f"{n} must be >= 0, got {getattr(self, n)}" for n in ("latency_ms_upbit", "latency_ms_binance")
+              if getattr(self, n) < 0),
             f"impact_decay_s must be >= 0, got {self.impact_decay_s}" if self.impact_decay_s < 0 else ""))
 
 
+@dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     """Where one node's actors bind: actor i placed on it (in start order) gets
     its stream on ``port_base + 2i`` and its inbox on ``port_base + 2i + 1``."""
