@@ -17,8 +17,14 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	bin/arbd start $(ARGS)
 
+# Two lanes (pytest-xdist, a test file per lane at a time) for everything but
+# the chaos suite, which measures recovery times and runs alone afterwards.
+# Both phases run; the exit status is the first failing phase's.
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@rc=0; \
+	$(PY) -m pytest -q -n 2 --dist loadfile --ignore=tests/chaos $(PYTEST_ARGS) || rc=$$?; \
+	$(PY) -m pytest -q tests/chaos $(PYTEST_ARGS) || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
+	exit $$rc
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -43,6 +43,12 @@ cmd_install() {
     echo "alertmanager already installed: $("$(am_binary)" --version 2>&1 | head -n1)"
     return 0
   fi
+  # One installer at a time (parallel test workers install side by side, and
+  # apt, dpkg and /usr/sbin/policy-rc.d are shared): run again under a lock,
+  # which checks again what is installed.
+  if [ -z "${ARBD_INSTALL_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
+    exec env ARBD_INSTALL_LOCKED=1 flock /tmp/arbd-install.lock "$0" install
+  fi
   command -v apt-get >/dev/null 2>&1 || die "alertmanager is not installed and apt-get is not available; install Alertmanager (alertmanager and amtool on PATH) by hand"
   # Keep the package's postinst from starting the distro service (policy-rc.d
   # is honoured by invoke-rc.d and deb-systemd-invoke). Only remove our own.

@@ -42,6 +42,12 @@ cmd_install() {
     echo "chromium already installed: $(cmd_version)"
     return 0
   fi
+  # One installer at a time (parallel test workers install side by side, and
+  # apt, dpkg and /usr/sbin/policy-rc.d are shared): run again under a lock,
+  # which checks again what is installed.
+  if [ -z "${ARBD_INSTALL_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
+    exec env ARBD_INSTALL_LOCKED=1 flock /tmp/arbd-install.lock "$0" install
+  fi
   command -v apt-get >/dev/null 2>&1 || die "chromium is not installed and apt-get is not available; install Chromium (chromium on PATH) by hand"
   local rc=0
   {

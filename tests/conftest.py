@@ -12,6 +12,7 @@ tests that share a daemon to keep the suite fast.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,7 +78,9 @@ def daemon_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonFa
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The record-and-replay test needs a minute of recording that costs ~2 % of
     # a core: it runs while the tests before it do.
-    if any(RECORD_TEST in item.nodeid for item in session.items):
+    # Under pytest-xdist every worker collects everything: there the test
+    # records when it runs, in its worker's lane.
+    if "PYTEST_XDIST_WORKER" not in os.environ and any(RECORD_TEST in item.nodeid for item in session.items):
         session.config.stash[RECORDING] = BackgroundRecord(RECORD_S)
 
 

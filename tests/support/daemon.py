@@ -50,10 +50,31 @@ FAST_SUPERVISION: dict[str, Any] = {"heartbeat_interval_s": 0.1, "liveness_s": 1
 T = TypeVar("T")
 
 
+def _lane() -> tuple[int, int]:
+    """(this pytest-xdist worker's index, how many workers); (0, 1) without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return (int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0), max(1, count)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port. Under pytest-xdist each worker only takes ports
+    of its own lane, so two workers never pick the same one between a probe
+    and the daemon's bind."""
+    lane, lanes = _lane()
+    held: list[socket.socket] = []  # kept bound until one fits: else the kernel offers the same port again
+    try:
+        for _ in range(64):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if (port >> 1) % lanes == lane:  # bind(0) hands out odd ports (Linux): halve first
+                return port
+    finally:
+        for s in held:
+            s.close()
+    raise RuntimeError("no free loopback port in this worker's lane")
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

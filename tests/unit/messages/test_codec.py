@@ -96,7 +96,7 @@ def test_a_frame_decodes_from_bytearray_and_memoryview() -> None:
     assert decode(bytearray(frame)) == decode(frame) == decode(memoryview(frame))
 
 
-@pytest.mark.parametrize("frame", [None, "text", 42, [1, 2], object()], ids=repr)
+@pytest.mark.parametrize("frame", [None, "text", 42, [1, 2], object()], ids=lambda f: type(f).__name__)
 def test_a_frame_that_is_not_bytes_is_a_decode_error(frame: Any) -> None:
     with pytest.raises(DecodeError):
         decode(frame)
