@@ -101,8 +101,13 @@ def test_a_restored_baseline_the_market_disagrees_with_never_trades(paper: SimDa
     killed_ns = time.time_ns()
     paper.wait_replaced("engine", old)
     wait_until(lambda: "restored baseline BTC disagreed" in paper.stderr(), 10, "the restored baseline rejected")
-    warm_again = wait_until(lambda: engine(paper)["warm"] and time.time_ns(), WARMUP_S + 20,
-                            "the cold warm-up to finish")
+    wait_until(lambda: engine(paper)["warm"], WARMUP_S + 20, "the cold warm-up to finish")
+    # A symbol's cold warm-up starts at its first live sample after the kill and
+    # lasts warmup_s: nothing may be decided before that. (The engine reports
+    # itself warm once every symbol is; one may trade earlier, rightly.)
+    cold_until = killed_ns + int(WARMUP_S * 1e9)
     decided = paper.ledger_rows("action IN ('open','close') AND created_ns > ? AND created_ns < ?",
-                                (killed_ns, warm_again))
+                                (killed_ns, cold_until))
     assert not decided, [dict(r) for r in decided]
+    err = paper.stderr()
+    assert all(f"restored baseline {s} disagreed" in err for s in ("BTC", "ETH", "XRP")), err[-3000:]
