@@ -21,34 +21,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 READY_TIMEOUT_S="${ALERTMANAGER_READY_TIMEOUT_S:-30}"
 PACKAGE=prometheus-alertmanager
 
-die() { echo "alertmanager.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage() { usage_lines 2 9; }
 
 # Debian names the binary prometheus-alertmanager; upstream builds call it alertmanager.
 am_binary() { command -v prometheus-alertmanager 2>/dev/null || command -v alertmanager 2>/dev/null || true; }
 have_binaries() { [ -n "$(am_binary)" ] && command -v amtool >/dev/null 2>&1; }
-
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo -n "$@" || die "needs root to run '$*' (sudo -n failed)"
-  else
-    die "needs root to run '$*' (not root and no sudo)"
-  fi
-}
 
 cmd_install() {
   if have_binaries; then
     echo "alertmanager already installed: $("$(am_binary)" --version 2>&1 | head -n1)"
     return 0
   fi
-  # One installer at a time (parallel test workers install side by side, and
-  # apt, dpkg and /usr/sbin/policy-rc.d are shared): run again under a lock,
-  # which checks again what is installed.
-  if [ -z "${ARBD_INSTALL_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
-    exec env ARBD_INSTALL_LOCKED=1 flock /tmp/arbd-install.lock "$0" install
-  fi
+  serialise_install
   command -v apt-get >/dev/null 2>&1 || die "alertmanager is not installed and apt-get is not available; install Alertmanager (alertmanager and amtool on PATH) by hand"
   # Keep the package's postinst from starting the distro service (policy-rc.d
   # is honoured by invoke-rc.d and deb-systemd-invoke). Only remove our own.
@@ -133,20 +119,6 @@ cmd_render() {
   render "$1" "$2"
 }
 
-# One HTTP GET over bash's /dev/tcp (no curl on a clean machine); prints the status code.
-http_status() {
-  local port="$1" path="$2" line=""
-  { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || { echo 000; return 0; }
-  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
-  IFS= read -r -t 2 line <&3 || true
-  exec 3<&- 3>&-
-  line="${line#HTTP/* }"
-  echo "${line%% *}"
-}
-
-# Exited but not yet reaped by its parent (counts as stopped).
-is_zombie() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = "Z" ]; }
-
 is_alertmanager_pid() {
   local exe
   exe="$(readlink "/proc/$1/exe" 2>/dev/null)" || return 1
@@ -182,42 +154,11 @@ cmd_start() {
     --cluster.listen-address= \
     </dev/null >>"$log" 2>&1 &
   local pid=$!
-  local deadline=$((SECONDS + READY_TIMEOUT_S))
-  while [ "$(http_status "$port" /-/ready)" != "200" ]; do
-    if ! kill -0 "$pid" 2>/dev/null || is_zombie "$pid"; then
-      wait "$pid" 2>/dev/null || true
-      die "alertmanager exited during startup; last log lines: $(tail -n 5 "$log" | tr '\n' ' ')"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      kill -KILL "$pid" 2>/dev/null || true
-      die "alertmanager not ready on 127.0.0.1:$port within ${READY_TIMEOUT_S}s (killed pid $pid); see $log"
-    fi
-    sleep 0.1
-  done
+  wait_ready alertmanager "$port" "$pid" "$log"
   echo "$pid"
 }
 
-cmd_stop() {
-  [ "$#" -eq 1 ] || die "usage: $0 stop PID"
-  local pid="$1"
-  [[ "$pid" =~ ^[0-9]+$ ]] || die "PID must be a number, got '$pid'"
-  if ! kill -0 "$pid" 2>/dev/null || is_zombie "$pid"; then
-    echo "pid $pid is not running"
-    return 0
-  fi
-  is_alertmanager_pid "$pid" || die "pid $pid is not an alertmanager process; not stopping it"
-  kill -TERM "$pid"
-  local i
-  for i in $(seq 100); do
-    if ! kill -0 "$pid" 2>/dev/null || is_zombie "$pid"; then
-      echo "stopped $pid"
-      return 0
-    fi
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  echo "killed $pid (no exit within 10 s of SIGTERM)"
-}
+cmd_stop() { stop_pid "an alertmanager" is_alertmanager_pid "$@"; }
 
 main() {
   [ "$#" -ge 1 ] || { usage >&2; exit 2; }

@@ -10,8 +10,9 @@
 # stderr and a non-zero exit.
 set -euo pipefail
 
-die() { echo "chromium.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage() { usage_lines 2 6; }
 
 binary() {
   local b
@@ -19,16 +20,6 @@ binary() {
     if command -v "$b" >/dev/null 2>&1; then command -v "$b"; return 0; fi
   done
   return 1
-}
-
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo -n "$@" || die "needs root to run '$*' (sudo -n failed)"
-  else
-    die "needs root to run '$*' (not root and no sudo)"
-  fi
 }
 
 cmd_version() {
@@ -42,12 +33,7 @@ cmd_install() {
     echo "chromium already installed: $(cmd_version)"
     return 0
   fi
-  # One installer at a time (parallel test workers install side by side, and
-  # apt, dpkg and /usr/sbin/policy-rc.d are shared): run again under a lock,
-  # which checks again what is installed.
-  if [ -z "${ARBD_INSTALL_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
-    exec env ARBD_INSTALL_LOCKED=1 flock /tmp/arbd-install.lock "$0" install
-  fi
+  serialise_install
   command -v apt-get >/dev/null 2>&1 || die "chromium is not installed and apt-get is not available; install Chromium (chromium on PATH) by hand"
   local rc=0
   {

@@ -10,8 +10,9 @@
 # Errors are one line on stderr and a non-zero exit.
 set -euo pipefail
 
-die() { echo "netns.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage() { usage_lines 2 8; }
 
 have_tools() { command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1; }
 
@@ -20,12 +21,7 @@ cmd_install() {
     echo "iproute2 already installed: $(ip -V 2>&1 | head -n1)"
     return 0
   fi
-  # One installer at a time (parallel test workers install side by side, and
-  # apt, dpkg and /usr/sbin/policy-rc.d are shared): run again under a lock,
-  # which checks again what is installed.
-  if [ -z "${ARBD_INSTALL_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
-    exec env ARBD_INSTALL_LOCKED=1 flock /tmp/arbd-install.lock "$0" install
-  fi
+  serialise_install
   [ "$(id -u)" -eq 0 ] || die "needs root to install iproute2 (and to make network namespaces)"
   command -v apt-get >/dev/null 2>&1 || die "ip/tc are missing and apt-get is not available; install iproute2 by hand"
   {
