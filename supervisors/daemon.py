@@ -35,6 +35,7 @@ from supervisors.endpoints import make_endpoints
 from supervisors.metrics import MetricsExporter
 from supervisors.nodes import RELAY, Nodes
 from supervisors.placement import place_endpoints, placed_specs
+from supervisors.polling import drain_router, track_sentinels
 from supervisors.roles import child_specs
 from supervisors.runfiles import (
     EventLog,
@@ -76,12 +77,8 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------
     def run_forever(self) -> int:
         self.run.create()
-        lock = InstanceLock(self.run)
-        lock.acquire()
-        try:
+        with InstanceLock(self.run):
             return self._run()
-        finally:
-            lock.release()
 
     def _run(self) -> int:
         if self.cfg.venues.source == "sim":
@@ -162,12 +159,7 @@ class Daemon:
         registered: set[int] = set()
         next_metrics = 0.0
         while not self._stop_reason:
-            sentinels = self.supervisor.sentinels()
-            for fd in set(sentinels) - registered:
-                poller.register(fd, zmq.POLLIN)
-            for fd in registered - set(sentinels):
-                poller.unregister(fd)
-            registered = set(sentinels)
+            registered = track_sentinels(poller, registered, self.supervisor.sentinels())
             events = dict(poller.poll(50))
             if self.ctl_sock in events:
                 self._on_control()
@@ -374,13 +366,7 @@ class Daemon:
 
     # -- actor channel ----------------------------------------------------------------
     def _on_sup(self) -> None:
-        for _ in range(1000):
-            try:
-                ident, frame = self.sup_sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except ValueError:
-                continue
+        for ident, frame in drain_router(self.sup_sock):
             self.on_actor_frame(ident, frame)
 
     def on_actor_frame(self, ident: bytes, frame: bytes) -> None:

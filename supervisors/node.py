@@ -56,6 +56,7 @@ from supervisors.config_loader import ConfigError, build
 from supervisors.curve import context_from_config, tcp_host
 from supervisors.endpoints import Endpoints
 from supervisors.placement import placed_specs
+from supervisors.polling import drain_router, track_sentinels
 from supervisors.roles import child_specs
 from supervisors.runfiles import InstanceLock, RunDir
 from supervisors.supervisor import Child, Supervisor
@@ -104,12 +105,8 @@ class NodeDaemon:
     # -- lifecycle -------------------------------------------------------------
     def run_forever(self) -> int:
         self.run.create()
-        lock = InstanceLock(self.run)
-        lock.acquire()
-        try:
+        with InstanceLock(self.run):
             return self._run()
-        finally:
-            lock.release()
 
     def request_shutdown(self, reason: str) -> None:
         if not self._stop_reason:
@@ -150,12 +147,8 @@ class NodeDaemon:
         next_report = time.monotonic()
         cl = self.own.cluster
         while not self._stop_reason:
-            sentinels = self.supervisor.sentinels() if self.supervisor is not None else {}
-            for fd in set(sentinels) - registered:
-                poller.register(fd, zmq.POLLIN)
-            for fd in registered - set(sentinels):
-                poller.unregister(fd)
-            registered = set(sentinels)
+            children = self.supervisor.sentinels() if self.supervisor is not None else {}
+            registered = track_sentinels(poller, registered, children)
             events = dict(poller.poll(50))
             if self.link in events:
                 self._on_link()
@@ -281,13 +274,7 @@ class NodeDaemon:
 
     # -- the actors -----------------------------------------------------------------
     def _on_sup(self) -> None:
-        for _ in range(1000):
-            try:
-                ident, frame = self.sup_sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except ValueError:
-                continue
+        for ident, frame in drain_router(self.sup_sock):
             try:
                 msg = decode(frame).msg
             except DecodeError as e:

@@ -146,6 +146,13 @@ class InstanceLock:
         os.close(self._fd)
         self._fd = None
 
+    def __enter__(self) -> InstanceLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write-then-rename with fsync, so a reader never sees half a file and a
