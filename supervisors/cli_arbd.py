@@ -14,9 +14,8 @@ from dataclasses import replace
 import zmq
 
 from supervisors import logjson
-from supervisors.cliutil import OneLineParser, fail
-from supervisors.config import MODES, load_config
-from supervisors.config_loader import ConfigError
+from supervisors.cliutil import OneLineParser, config_or_exit, fail
+from supervisors.config import MODES
 from supervisors.control import ControlClient, ControlError
 from supervisors.curve import MAIN, CurveError
 from supervisors.endpoints import Endpoints
@@ -112,12 +111,7 @@ def cmd_start(args) -> int:
         except ValueError as e:
             fail("arbd", str(e), 2)
         overrides.append("longrun.enabled=true")
-    try:
-        cfg = load_config(args.config, overrides, args.mode)
-    except ConfigError as e:
-        for problem in e.problems:
-            sys.stderr.write(f"arbd: config: {problem}\n")
-        return 2
+    cfg = config_or_exit(args.config, overrides, args.mode)
     run = RunDir.at(args.run_dir)
     pid = run.is_running()
     if pid:
@@ -170,12 +164,7 @@ def cmd_node(args) -> int:
     overrides = list(args.overrides)
     if args.log_level:
         overrides.append(f"log_level={args.log_level}")
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as e:
-        for problem in e.problems:
-            sys.stderr.write(f"arbd: config: {problem}\n")
-        return 2
+    cfg = config_or_exit(args.config, overrides)
     if cfg.cluster.host == MAIN:
         fail("arbd", f"node: cluster.host must name this node ({MAIN!r} is the main daemon's name)", 2)
     if not cfg.cluster.main:

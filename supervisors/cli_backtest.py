@@ -32,9 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from supervisors.cliutil import fail
-from supervisors.config import ArbdConfig, load_config
-from supervisors.config_loader import ConfigError
+from supervisors.cliutil import config_or_exit, fail
+from supervisors.config import ArbdConfig
 
 STARTUP_TIMEOUT_S = 120.0
 # A replay is the market: nothing may reconnect or restart on a wall-clock timer
@@ -82,12 +81,7 @@ def _config(args: Any, tape: dict[str, Any], speed: float) -> ArbdConfig:
     if tape["symbols"]:
         defaults.append(f"venues.symbols=[{','.join(tape['symbols'])}]")
     forced = [*FORCED, f"backtest.tape={json.dumps(tape['path'])}", f"backtest.speed={speed}"]
-    try:
-        cfg = load_config(args.config, [*defaults, *args.overrides, *forced])
-    except ConfigError as e:
-        for problem in e.problems:
-            sys.stderr.write(f"arbd: config: {problem}\n")
-        raise SystemExit(2) from None
+    cfg = config_or_exit(args.config, [*defaults, *args.overrides, *forced])
     missing = [s for s in cfg.venues.symbols if tape["symbols"] and s not in tape["symbols"]]
     if missing:
         fail("arbd", f"the tape has no {', '.join(missing)} (it has {', '.join(tape['symbols'])})", 2)

@@ -19,9 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisors.cliutil import fail
-from supervisors.config import load_config
-from supervisors.config_loader import ConfigError
+from supervisors.cliutil import config_or_exit, fail
 
 
 def _progress(rec: Any, writer: Any, started: float) -> str:
@@ -40,12 +38,7 @@ def cmd_record(args: Any) -> int:
     overrides = list(args.overrides)
     if args.venue:
         overrides.append(f"venues.source={args.venue}")
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as e:
-        for problem in e.problems:
-            sys.stderr.write(f"arbd: config: {problem}\n")
-        return 2
+    cfg = config_or_exit(args.config, overrides)
     if args.seconds is not None and args.seconds <= 0:
         fail("arbd", "--seconds must be > 0", 2)
     out = Path(args.out)
