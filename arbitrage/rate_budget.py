@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 UPBIT, BINANCE = "upbit", "binance"
@@ -174,23 +174,19 @@ class VenueBudget:
 
     def wait_s(self, kind: str, cost: Mapping[str, float], now: float) -> float:
         """Seconds until ``cost`` could be taken (0: now; inf: never at this rate)."""
-        wait = max(0.0, self.blocked_until - now)
-        for name, amount in cost.items():
-            b = self.buckets[name]
-            need = amount + self._floor(kind, b) - b.level(now)
-            if need > 0:
-                if amount + self._floor(kind, b) > b.capacity or b.rate <= 0:
-                    return math.inf
-                wait = max(wait, need / b.rate)
-        return wait
+        return self._wait_s(kind, cost, now, Bucket.level)
 
     def peek_wait_s(self, kind: str, cost: Mapping[str, float], now: float) -> float:
         """``wait_s`` read without changing anything: for a pre-trade check on a
         thread that does not own the budget (its owner still takes the tokens)."""
+        return self._wait_s(kind, cost, now, Bucket.peek)
+
+    def _wait_s(self, kind: str, cost: Mapping[str, float], now: float,
+                level: Callable[[Bucket, float], float]) -> float:
         wait = max(0.0, self.blocked_until - now)
         for name, amount in cost.items():
             b = self.buckets[name]
-            need = amount + self._floor(kind, b) - b.peek(now)
+            need = amount + self._floor(kind, b) - level(b, now)
             if need > 0:
                 if amount + self._floor(kind, b) > b.capacity or b.rate <= 0:
                     return math.inf
