@@ -12,7 +12,6 @@ tests that share a daemon to keep the suite fast.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,13 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.backtest import BackgroundRecord
 from tests.support.daemon import DaemonRun, runtime_config, teardown_runs
 
 DaemonFactory = Callable[..., DaemonRun]
-RECORDING = pytest.StashKey[BackgroundRecord]()
-RECORD_TEST = "test_sixty_seconds_recorded_from_the_embedded_exchange"
-RECORD_S = 60.0
 
 # ipc:// paths must fit a unix socket address (~107 bytes) with room for
 # "/run/sock/in-executor"; deep pytest temp dirs get a short one instead.
@@ -73,27 +68,3 @@ def daemon_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonFa
         yield runs.make
     finally:
         runs.teardown()
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    # The record-and-replay test needs a minute of recording that costs ~2 % of
-    # a core: it runs while the tests before it do.
-    # Under pytest-xdist every worker collects everything: there the test
-    # records when it runs, in its worker's lane.
-    if "PYTEST_XDIST_WORKER" not in os.environ and any(RECORD_TEST in item.nodeid for item in session.items):
-        session.config.stash[RECORDING] = BackgroundRecord(RECORD_S)
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    rec = session.config.stash.get(RECORDING, None)
-    if rec is not None:
-        rec.stop()
-
-
-@pytest.fixture
-def sixty_second_recording(request: pytest.FixtureRequest) -> BackgroundRecord:
-    """The minute of the embedded exchange recorded with ``arbd record`` (started at collection)."""
-    rec = request.config.stash.get(RECORDING, None)
-    if rec is None:  # selected some other way: record now
-        rec = request.config.stash[RECORDING] = BackgroundRecord(RECORD_S)
-    return rec

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from storage.tape import TapeReader
-from tests.support.backtest import QUICK, TAPE, BackgroundRecord, arbd, backtest, cut, leftovers
+from tests.support.backtest import QUICK, TAPE, arbd, backtest, cut, leftovers
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -30,11 +30,11 @@ def same_trades(a: dict, b: dict) -> None:
 
 
 def test_sixty_seconds_recorded_from_the_embedded_exchange_replay_to_the_same_trades_twice(
-        sixty_second_recording: BackgroundRecord) -> None:
-    out = sixty_second_recording.wait()
-    tape = sixty_second_recording.tape
+        tmp_path: Path) -> None:
+    tape = tmp_path / "sixty.arbt"
+    out, marker = arbd("record", "--venue", "sim", "--seconds", "60", "--out", str(tape), timeout=120)
     assert out.returncode == 0, out.stderr
-    assert not leftovers(sixty_second_recording.marker)
+    assert not leftovers(marker)
     assert "recorded" in out.stdout and str(tape) in out.stdout
     reader = TapeReader(tape)
     chunks = reader.scan()

@@ -46,6 +46,7 @@ from tests.support.daemon import (
     DaemonRun,
     deep_merge,
     free_port,
+    marked_processes,
     run_cli,
     wait_until,
 )
@@ -105,19 +106,6 @@ def _write_config(tmp: Path, spec: Any) -> Path:
     return path
 
 
-def _processes_with_marker(marker: str) -> list[int]:
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["pid"]):
-        try:
-            if p.pid != os.getpid() and p.environ().get(MARKER_ENV) == marker:
-                found.append(p.pid)
-        except (psutil.Error, OSError):
-            continue
-    return found
-
-
 @pytest.mark.parametrize(("case", "spec", "args", "expected"), CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
 def test_a_bad_config_is_refused_in_clear_lines_and_starts_nothing(tmp_path: Path, case: str, spec: Any,
                                                                    args: tuple[str, ...],
@@ -139,7 +127,7 @@ def test_a_bad_config_is_refused_in_clear_lines_and_starts_nothing(tmp_path: Pat
     assert "SHOULD-NOT-ECHO" not in r.stderr + r.stdout, "a secret value was echoed"
     rd = RunDir.at(run_dir)
     assert not rd.pid_file.exists() and not rd.endpoints_file.exists() and not rd.sock_dir.exists()
-    assert _processes_with_marker(str(run_dir.resolve())) == []
+    assert marked_processes(str(run_dir.resolve())) == []
 
 
 # -- a running daemon: bus, control, inbox, exchange -------------------------------------------

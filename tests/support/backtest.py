@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from storage.tape import TapeReader, TapeWriter
-from tests.support.daemon import ARBD, MARKER_ENV, ROOT
+from tests.support.daemon import ARBD, MARKER_ENV, ROOT, marked_processes
 
 TAPE = ROOT / "tests" / "data" / "sim-3coins-25s.arbt"
 # A short warm-up and quick re-entries: trades within seconds of tape.
@@ -45,55 +40,9 @@ def arbd(*args: str, timeout: float = 120.0) -> tuple[subprocess.CompletedProces
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), marker
 
 
-class BackgroundRecord:
-    """``arbd record --venue sim --seconds N`` started early and waited for late.
-
-    A recording only waits for the wall clock (~2 % of a core), so the suite
-    starts the one-minute recording its record-and-replay test needs when
-    collection ends and runs other tests meanwhile (tests/conftest.py)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.dir = Path(tempfile.mkdtemp(prefix="arbd-rec-"))
-        self.tape = self.dir / "recorded.arbt"
-        self.marker = f"arbd-test-{uuid.uuid4().hex[:12]}"
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [str(ARBD), "record", "--venue", "sim", "--seconds", f"{seconds:g}", "--out", str(self.tape)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-            env={**os.environ, MARKER_ENV: self.marker}, start_new_session=True)
-        self._result: subprocess.CompletedProcess[str] | None = None
-
-    def wait(self, grace_s: float = 60.0) -> subprocess.CompletedProcess[str]:
-        if self._result is None:
-            left = self.seconds + grace_s - (time.monotonic() - self.started)
-            try:
-                out, err = self.proc.communicate(timeout=max(1.0, left))
-            except subprocess.TimeoutExpired:
-                self.stop()
-                raise AssertionError(f"arbd record still running {self.seconds + grace_s:g}s after its start") \
-                    from None
-            self._result = subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
-        return self._result
-
-    def stop(self) -> None:
-        """Kill what is still running (by the id of the session started here) and remove the tape."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.communicate()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def leftovers(marker: str) -> list[int]:
     """Pids of processes that carry ``marker`` (nothing should outlive its command)."""
-    found = []
-    for p in psutil.process_iter(["pid"]):
-        try:
-            if p.environ().get(MARKER_ENV) == marker and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
+    return [p.pid for p in marked_processes(marker)]
 
 
 def backtest(tape: Path, *args: str, timeout: float = 120.0) -> dict[str, Any]:

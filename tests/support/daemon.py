@@ -125,6 +125,21 @@ def _is_gone(p: psutil.Process) -> bool:
         return True
 
 
+def marked_processes(marker: str) -> list[psutil.Process]:
+    """Every live process (this one aside) whose environment carries ``marker``
+    under MARKER_ENV: what a test started, and everything that spawned."""
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        if p.pid == os.getpid():
+            continue
+        try:
+            if p.environ().get(MARKER_ENV) == marker and not _is_gone(p):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
 def pid_gone(pid: int) -> bool:
     try:
         return _is_gone(psutil.Process(pid))
@@ -246,17 +261,7 @@ class DaemonRun:
     # -- cleanup -------------------------------------------------------------
     def processes(self) -> list[psutil.Process]:
         """Every live process of this run: the daemon and everything it spawned."""
-        want = str(self.run.root)
-        found = []
-        for p in psutil.process_iter(["pid"]):
-            if p.pid == os.getpid():
-                continue
-            try:
-                if p.environ().get(MARKER_ENV) == want and not _is_gone(p):
-                    found.append(p)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-        return found
+        return marked_processes(str(self.run.root))
 
     def wait_no_processes(self, timeout: float) -> list[psutil.Process]:
         """Wait for every process of this run to end; return those still alive."""
