@@ -40,6 +40,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -440,17 +441,20 @@ def main(argv: list[str] | None = None) -> int:
     hops = len(HOPS)
     results = []
     base_p50 = None
-    for rate in rates:
-        r = measure_rate(rate, args.seconds, root, exchange_nice=args.exchange_nice)
-        r["exchange_nice"] = args.exchange_nice
-        r["floor_p50_us"] = round(floor.p50_us, 1)
-        r["hops"] = hops
-        r["ratio"] = round(r["path_p50_ms"] * 1e3 / (floor.p50_us * hops), 2) if r["path_p50_ms"] else None
-        base_p50 = base_p50 or r["path_p50_ms"]
-        r["saturated"] = saturated(r, base_p50)
-        results.append(r)
-        if not args.json:
-            _print_rate(r, floor.p50_us)
+    try:
+        for rate in rates:
+            r = measure_rate(rate, args.seconds, root, exchange_nice=args.exchange_nice)
+            r["exchange_nice"] = args.exchange_nice
+            r["floor_p50_us"] = round(floor.p50_us, 1)
+            r["hops"] = hops
+            r["ratio"] = round(r["path_p50_ms"] * 1e3 / (floor.p50_us * hops), 2) if r["path_p50_ms"] else None
+            base_p50 = base_p50 or r["path_p50_ms"]
+            r["saturated"] = saturated(r, base_p50)
+            results.append(r)
+            if not args.json:
+                _print_rate(r, floor.p50_us)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     sat = next((r["rate"] for r in results if r["saturated"]), None)
     summary = {"bench": "e2e", "machine": machine(), "floor": asdict(floor), "hops": hops,
                "target_p99_ms_at_1000": TARGET_P99_MS, "saturates_at": sat, "results": results}

@@ -44,7 +44,7 @@ from supervisors.runfiles import (
     atomic_write_json,
     atomic_write_text,
 )
-from supervisors.sim_ports import assign_sim_ports
+from supervisors.sim_ports import PortReservation, assign_sim_ports
 from supervisors.supervisor import Child, Supervisor
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class Daemon:
         self._exit_code = EXIT_OK
         self._pending: dict[str, tuple[bytes, str, float, Any]] = {}  # forwarded cmd id -> client
         self._escalation_deadline: float | None = None
+        self._sim_ports: PortReservation | None = None  # held while the daemon runs
         self._last_states: tuple[str, ...] = ()
         self._next_progress = time.monotonic() + min(PROGRESS_EVERY_S, (max_runtime_s or 600.0) / 10)
 
@@ -82,7 +83,7 @@ class Daemon:
 
     def _run(self) -> int:
         if self.cfg.venues.source == "sim":
-            self.cfg = assign_sim_ports(self.cfg)
+            self.cfg, self._sim_ports = assign_sim_ports(self.cfg)
         # CURVE on tcp (supervisors.curve); first, so that missing keys refuse the start before anything binds.
         self.zctx = context_from_config(self.cfg)
         if self.console is not None:
@@ -216,6 +217,8 @@ class Daemon:
         if self.nodes is not None:
             self.nodes.close()
         self.zctx.destroy(linger=0)
+        if self._sim_ports is not None:
+            self._sim_ports.close()
 
     # -- supervisor hooks --------------------------------------------------------
     def _send_stop(self, child: Child, reason: str) -> bool:

@@ -1,5 +1,14 @@
 """Fix the embedded exchange's ports before anything starts, so its URLs
-stay the same when the sim actor restarts and feeds can simply reconnect."""
+stay the same when the sim actor restarts and feeds can simply reconnect.
+
+A port that is only probed (bind, close) is free again for anyone: the
+kernel hands it out as the source port of the next outgoing connection,
+and a sim starting a second later then fails to bind, again and again,
+until the supervisor escalates (seen in CI under load). So the daemon keeps
+each port bound for its whole life with SO_REUSEPORT, which takes it out
+of the kernel's ephemeral choices, and the sim binds it with SO_REUSEPORT
+too. A bound socket that never listens receives no connections: the sim's
+listener gets them all."""
 
 from __future__ import annotations
 
@@ -8,19 +17,55 @@ from dataclasses import replace
 
 from supervisors.config import ArbdConfig
 
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+PORT_KEYS = ("upbit_port", "binance_port", "admin_port")
 
 
-def assign_sim_ports(cfg: ArbdConfig) -> ArbdConfig:
+class PortReservation:
+    """Sockets holding ports bound until ``close()`` (or the process's end)."""
+
+    def __init__(self) -> None:
+        self._socks: list[socket.socket] = []
+
+    def take(self, host: str) -> int:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # SO_REUSEPORT alone: a socket with SO_REUSEADDR could share a
+            # port whose holder is not listening and has that option too.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((host, 0))
+        except BaseException:
+            s.close()
+            raise
+        self._socks.append(s)
+        return int(s.getsockname()[1])
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return tuple(int(s.getsockname()[1]) for s in self._socks)
+
+    def close(self) -> None:
+        for s in self._socks:
+            s.close()
+        self._socks.clear()
+
+
+def assign_sim_ports(cfg: ArbdConfig) -> tuple[ArbdConfig, PortReservation]:
+    """The config with the sim's ports and URLs fixed, and the reservation
+    to keep open while the daemon runs. Ports an operator fixed are left to
+    a plain bind: only ports chosen here are reserved (and then all three)."""
     sim = dict(cfg.sim)
     host = str(sim.get("host", "127.0.0.1"))
-    for key in ("upbit_port", "binance_port", "admin_port"):
-        if not sim.get(key):
-            sim[key] = _free_port(host)
+    hold = PortReservation()
+    if not any(sim.get(key) for key in PORT_KEYS):
+        for key in PORT_KEYS:
+            sim[key] = hold.take(host if key != "admin_port" else "127.0.0.1")
+        sim["reuse_port"] = True
+    else:
+        for key in PORT_KEYS:
+            if not sim.get(key):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((host, 0))
+                    sim[key] = s.getsockname()[1]
     # A sim listening on every address (nodes on other hosts read it: see
     # supervisors.node.actor_config) is reached here on loopback.
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
@@ -31,4 +76,4 @@ def assign_sim_ports(cfg: ArbdConfig) -> ArbdConfig:
         binance_rest=f"http://{url_host}:{sim['binance_port']}",
         binance_ws=f"ws://{url_host}:{sim['binance_port']}/ws",
     )
-    return replace(cfg, sim=sim, venues=venues)
+    return replace(cfg, sim=sim, venues=venues), hold

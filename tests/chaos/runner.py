@@ -48,6 +48,10 @@ MAX_EXPOSURE_KRW = 500_000.0
 SIM_SETS = ("sim.premium_vol_pct=1.5", "sim.jump_prob=0.5", "sim.jump_pct=1.0")
 
 
+# Run directories made here; the test's verdict decides whether they stay.
+SCRATCH: list[str] = []
+
+
 def chaos_config() -> dict[str, Any]:
     return {
         "mode": "live_trading",
@@ -318,6 +322,7 @@ class ChaosRun:
         self._tmp = None
         if root is None:
             self._tmp = tempfile.mkdtemp(prefix="arbd-chaos-", dir="/tmp")
+            SCRATCH.append(self._tmp)  # removed once the test passed (tests/chaos/conftest.py)
             root = Path(self._tmp)
         self.run = DaemonRun(root / "d", deep_merge(chaos_config(), overrides or {}))
         self.run.env.update(key_env())

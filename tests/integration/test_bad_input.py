@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import queue
+import shutil
 import threading
 import time
 import urllib.request
@@ -153,6 +154,7 @@ def paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonRun]:
         yield run
     finally:
         leaked = run.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
         assert not leaked, f"processes outlived the daemon: {leaked}"
 
 

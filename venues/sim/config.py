@@ -73,6 +73,9 @@ class SimConfig:
     upbit_port: int = 0  # 0 = ephemeral
     binance_port: int = 0
     admin_port: int = 0
+    # Bind with SO_REUSEPORT: set by a daemon that holds the ports reserved
+    # for its life (supervisors.sim_ports), so a restarted sim gets them back.
+    reuse_port: bool = False
     symbols: tuple[str, ...] = ("BTC", "ETH", "XRP")
     update_hz: float = 10.0  # book updates per second per symbol (1 .. thousands)
     # USDT/KRW (Upbit KRW-USDT mid): mean-reverting noise around this level.
@@ -142,8 +145,9 @@ class SimConfig:
             # bool is an int: "true" in YAML must not become a limit of 1
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e9:
                 errors.append(f"{name}: must be a number >= 0 (0 = off)")
-        if not isinstance(self.venue_rate_limits, bool):
-            errors.append("venue_rate_limits: must be true or false")
+        for name in ("venue_rate_limits", "reuse_port"):
+            if not isinstance(getattr(self, name), bool):
+                errors.append(f"{name}: must be true or false")
         for name in ("regime_to_trending_prob", "regime_to_ranging_prob", "jump_prob", "trade_prob"):
             if not 0 <= getattr(self, name) <= 1_000:
                 errors.append(f"{name}: must be >= 0")
