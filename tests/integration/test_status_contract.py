@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+from tests.support.daemon import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ACTOR_KEYS = {"name", "pid", "state", "uptime_s", "restarts", "heartbeat_age_s", "rss_mb"}
 TOP_KEYS = {"mode", "trading_state", "fail_closed", "fail_closed_reasons", "actors", "feeds",
             "premium_pct", "guard", "orders", "pnl"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status(run: Path) -> dict:

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -57,24 +58,39 @@ def _lane() -> tuple[int, int]:
     return (int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0), max(1, count)
 
 
-def free_port() -> int:
-    """A free loopback port. Under pytest-xdist each worker only takes ports
-    of its own lane, so two workers never pick the same one between a probe
-    and the daemon's bind."""
-    lane, lanes = _lane()
-    held: list[socket.socket] = []  # kept bound until one fits: else the kernel offers the same port again
+def _ephemeral_start() -> int:
+    """The first port the kernel hands out as an outgoing connection's source."""
     try:
-        for _ in range(64):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(s)
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            if (port >> 1) % lanes == lane:  # bind(0) hands out odd ports (Linux): halve first
-                return port
-    finally:
-        for s in held:
-            s.close()
-    raise RuntimeError("no free loopback port in this worker's lane")
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A free loopback port for a server a test starts. Taken below the
+    kernel's ephemeral range, so no outgoing connection's source port can take
+    it between this probe and the server's bind (a port probed with bind(0)
+    can be: CI saw it), and under pytest-xdist only from this worker's lane,
+    so two workers never pick the same one."""
+    lane, lanes = _lane()
+    hi = _ephemeral_start()
+    lo = max(1024, hi - 12_000)
+    rng = random.Random()
+    for _ in range(512):
+        port = rng.randrange(lo, hi)
+        if port % lanes != lane or port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: a port still in TIME_WAIT is passed over
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {lo}..{hi - 1} for this worker's lane")
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
