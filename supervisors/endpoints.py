@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from dataclasses import asdict, dataclass, field
 
+from supervisors.ports import pick_port
 from supervisors.runfiles import RunDir
 
 
@@ -50,12 +50,6 @@ class Endpoints:
                    dict(d.get("streams", {})), dict(d.get("placement", {})))
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def make_endpoints(transport: str, run: RunDir, inbox_actors: list[str],
                    tcp_host: str = "127.0.0.1", stream_actors: list[str] | None = None) -> Endpoints:
     streamers = stream_actors or []
@@ -73,8 +67,12 @@ def make_endpoints(transport: str, run: RunDir, inbox_actors: list[str],
                          {a: f"{base}/in-{a}" for a in inbox_actors},
                          {a: f"{base}/out-{a}" for a in streamers})
     if transport == "tcp":
+        used: set[int] = set()
+
         def ep() -> str:
-            return f"tcp://{tcp_host}:{_free_port(tcp_host)}"
+            port = pick_port(tcp_host, lambda p: p not in used)
+            used.add(port)
+            return f"tcp://{tcp_host}:{port}"
         return Endpoints(ep(), ep(), ep(), ep(), {a: ep() for a in inbox_actors},
                          {a: ep() for a in streamers})
     raise ValueError(f"unknown transport {transport!r}")

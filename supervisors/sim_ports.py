@@ -16,6 +16,7 @@ import socket
 from dataclasses import replace
 
 from supervisors.config import ArbdConfig
+from supervisors.ports import pick_port
 
 PORT_KEYS = ("upbit_port", "binance_port", "admin_port")
 
@@ -63,9 +64,7 @@ def assign_sim_ports(cfg: ArbdConfig) -> tuple[ArbdConfig, PortReservation]:
     else:
         for key in PORT_KEYS:
             if not sim.get(key):
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                    s.bind((host, 0))
-                    sim[key] = s.getsockname()[1]
+                sim[key] = pick_port(host)
     # A sim listening on every address (nodes on other hosts read it: see
     # supervisors.node.actor_config) is reached here on loopback.
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host

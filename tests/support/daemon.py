@@ -12,10 +12,8 @@ import contextlib
 import copy
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,6 +25,7 @@ import yaml
 
 from supervisors.control import ControlClient, ControlError
 from supervisors.endpoints import Endpoints
+from supervisors.ports import pick_port
 from supervisors.runfiles import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,39 +57,18 @@ def _lane() -> tuple[int, int]:
     return (int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0), max(1, count)
 
 
-def _ephemeral_start() -> int:
-    """The first port the kernel hands out as an outgoing connection's source."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 _handed_out: set[int] = set()
 
 
 def free_port() -> int:
-    """A free loopback port for a server a test starts. Taken below the
-    kernel's ephemeral range, so no outgoing connection's source port can take
-    it between this probe and the server's bind (a port probed with bind(0)
-    can be: CI saw it), and under pytest-xdist only from this worker's lane,
-    so two workers never pick the same one."""
+    """A free loopback port for a server a test starts: below the kernel's
+    ephemeral range (supervisors.ports), never handed out twice, and under
+    pytest-xdist only from this worker's lane, so two workers never pick the
+    same one between a probe and the daemon's bind."""
     lane, lanes = _lane()
-    hi = _ephemeral_start()
-    lo = max(1024, hi - 12_000)
-    rng = random.Random()
-    for _ in range(512):
-        port = rng.randrange(lo, hi)
-        if port % lanes != lane or port in _handed_out:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: a port still in TIME_WAIT is passed over
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free loopback port in {lo}..{hi - 1} for this worker's lane")
+    port = pick_port("127.0.0.1", lambda p: p % lanes == lane and p not in _handed_out)
+    _handed_out.add(port)
+    return port
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
