@@ -52,9 +52,14 @@ def test_a_paper_run_reports_the_contracted_status_and_metrics(tmp_path: Path) -
         # Fills reach status: they come from a topic no actor subscribes to.
         assert st["orders"]["filled"] >= 4, st["orders"]
         assert set(st["guard"]) >= {"allowed", "blocked", "daily_pnl"}
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-                  if line and not line.startswith("#")}
+        # The exporter serves a snapshot refreshed every 0.5 s (later under load): it may trail status.
+        values: dict[str, float] = {}
+        metrics_deadline = time.monotonic() + 20
+        while values.get("live_event_count", 0) < 4 and time.monotonic() < metrics_deadline:
+            time.sleep(0.2 if values else 0)
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                      if line and not line.startswith("#")}
         assert values["live_event_count"] >= 4  # trade events reached the exporter
         for name in ("volatility_smoothed", "exposure_drift_rate", "trend_regime", "risk_mode_current",
                      "failclosed_events", "memory_drift_rate", "state_age_drift_rate"):
