@@ -561,11 +561,24 @@ def _freeze_heap(collect: bool) -> None:
     gc.freeze()
 
 
+def _exit_when_orphaned(parent_pid: int, grace_s: float) -> None:
+    """The supervisor promises every child gone within 5 s of its death. The
+    death signal asks for an orderly stop, and its handler arms a hard exit;
+    this thread is the last word, on its own: a handler that never got to run
+    (a starved or wedged main thread) cannot keep an orphan alive."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.1)
+    time.sleep(grace_s)
+    os._exit(EXIT_ORPHANED)
+
+
 def host_main(spec: HostSpec) -> None:
     """Entry point of an actor process (multiprocessing 'spawn' target)."""
     _set_parent_death_signal()
     if os.getppid() != spec.parent_pid:  # parent died while we were starting
         os._exit(EXIT_ORPHANED)
+    threading.Thread(target=_exit_when_orphaned, name="orphan-exit", daemon=True,
+                     args=(spec.parent_pid, spec.config.supervision.shutdown_grace_s * 0.8)).start()
     skew_process_clock(float(spec.config.testing.get("clock_skew_s") or 0.0))
     logjson.setup(spec.name, spec.config.log_level, spec.config.log_format)
     # The supervisor owns shutdown: Ctrl-C in a terminal reaches the whole
