@@ -35,6 +35,19 @@ def bindable(host: str, port: int) -> bool:
     return True
 
 
+def listenable(host: str, port: int) -> bool:
+    """A server could listen there now, as the sim does (SO_REUSEADDR: a port
+    in TIME_WAIT after the last run is fine, one with a listener is not)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            s.listen(1)
+        except OSError:
+            return False
+    return True
+
+
 def pick_port(host: str = "127.0.0.1", accept: Callable[[int], bool] = lambda _p: True) -> int:
     """A free port below the ephemeral range that ``accept`` takes. Where the
     range leaves no room below it, the kernel's choice (bind 0)."""

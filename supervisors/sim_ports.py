@@ -12,11 +12,12 @@ listener gets them all."""
 
 from __future__ import annotations
 
+import errno
 import socket
 from dataclasses import replace
 
 from supervisors.config import ArbdConfig
-from supervisors.ports import pick_port
+from supervisors.ports import listenable, pick_port
 
 PORT_KEYS = ("upbit_port", "binance_port", "admin_port")
 
@@ -63,8 +64,12 @@ def assign_sim_ports(cfg: ArbdConfig) -> tuple[ArbdConfig, PortReservation]:
         sim["reuse_port"] = True
     else:
         for key in PORT_KEYS:
+            bind_host = host if key != "admin_port" else "127.0.0.1"
             if not sim.get(key):
-                sim[key] = pick_port(host)
+                sim[key] = pick_port(bind_host)
+            elif not listenable(bind_host, int(sim[key])):
+                # Refused here, in one line: else the sim crash-loops into an escalation.
+                raise OSError(errno.EADDRINUSE, f"sim.{key}: {bind_host}:{sim[key]} is in use")
     # A sim listening on every address (nodes on other hosts read it: see
     # supervisors.node.actor_config) is reached here on loopback.
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host

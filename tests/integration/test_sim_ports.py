@@ -1,18 +1,22 @@
 """The daemon holds the embedded exchange's ports for its whole life: nobody
 else can take one between a probe and the sim's bind, or while the sim
-restarts, and the sim (restarted or not) still gets every connection."""
+restarts, and the sim (restarted or not) still gets every connection. A
+port an operator fixed that is in use refuses the start in one line."""
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from actors.sim import sim_config
 from supervisors.config import load_config
 from supervisors.sim_ports import PORT_KEYS, assign_sim_ports
+from tests.support.daemon import ARBD
 from venues.sim.server import SimThread
 
 
@@ -68,3 +72,16 @@ def test_reuse_port_must_be_a_boolean(value: str) -> None:
 
     with pytest.raises(ConfigError, match="sim.reuse_port: expected true/false"):
         load_config(overrides=[f"sim.reuse_port={value}"])
+
+
+def test_a_fixed_sim_port_in_use_refuses_the_start_in_one_line(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = subprocess.run([str(ARBD), "start", "--run-dir", str(tmp_path / "run"), "--set", "metrics.enabled=false",
+                              "--set", f"sim.admin_port={port}"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1] == f"arbd: cannot start: [Errno 98] sim.admin_port: 127.0.0.1:{port} is in use", lines
+    assert not (tmp_path / "run" / "arbd.pid").exists()

@@ -192,6 +192,31 @@ class DaemonRun:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
+    def why_it_stopped(self, errors: int = 3) -> str:
+        """What a failure message needs: the restart log's events (starts and
+        the orderly shutdown left out), the first errors (the cause, before the
+        shutdown noise) with the last line of their traceback, and the end of
+        stderr."""
+        log = self.run.supervisor_log
+        events = [line for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
+                  if '"event":"start"' not in line and '"reason":"shutdown"' not in line]
+        err = self.stderr()
+        first = []
+        for line in err.splitlines():
+            if '"level":"error"' not in line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                first.append(line[:300])
+            else:
+                cause = (rec.get("exc") or "").strip().splitlines()[-1:]
+                first.append(f"{rec.get('actor')}: {rec.get('msg')} {' '.join(cause)}"[:400])
+            if len(first) == errors:
+                break
+        return "\n".join(["restart log (starts and shutdown left out):", *events[-12:], "first errors:", *first,
+                          "end of stderr:", err[-1500:]])
+
     def stdout(self) -> str:
         return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
 
@@ -219,7 +244,7 @@ class DaemonRun:
         def probe() -> dict[str, dict[str, Any]] | None:
             if not self.alive():
                 raise AssertionError(f"arbd exited with {self.proc.returncode if self.proc else None}"
-                                     f" while starting:\n{self.stderr()[-3000:]}")
+                                     f" while starting:\n{self.why_it_stopped()}")
             actors = self.actors()
             return actors if actors and all(a["state"] == "running" for a in actors.values()) else None
 
