@@ -198,8 +198,11 @@ class JsonlAppender:
             os.fsync(self._fd)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        # Once only: a second close could hit the same number reused by another owner.
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class EventLog:

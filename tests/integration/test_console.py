@@ -67,8 +67,9 @@ class TerminalTap:
 
     def text(self, timeout: float = 10.0) -> str:
         self._thread.join(timeout)
-        with contextlib.suppress(OSError):
-            os.close(self.master)
+        if not self._thread.is_alive():  # else it still reads: a closed number could be reused under it
+            with contextlib.suppress(OSError):
+                os.close(self.master)
         return self.data.decode(errors="replace").replace("\r\n", "\n")
 
 
