@@ -109,7 +109,12 @@ def watch_episode(run: SimDaemon, venue: str, start_ns: int, reason_re: str, cle
 
 
 def orders_between(run: SimDaemon, start_ns: int, end_ns: int) -> list[dict]:
-    return [o for o in run.sim_orders() if start_ns <= int(o["ts_ns"]) < end_ns]
+    """Orders the exchange accepted in [start, end), leg repairs left out: while
+    fail-closed the behaviour is reducing, and an unwind that shrinks a broken
+    hedge may pass (issue 12); every other order is an open that must not."""
+    unwinds = {r["client_order_id"] for r in run.ledger_rows("action = ?", ("unwind",))}
+    return [o for o in run.sim_orders()
+            if start_ns <= int(o["ts_ns"]) < end_ns and o.get("client_order_id") not in unwinds]
 
 
 def guard_raised_at(run: SimDaemon, key_prefix: str, after_s: float) -> float:
