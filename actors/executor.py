@@ -116,6 +116,7 @@ class ExecutorActor(RoleActor):
         self.breakers = CircuitBreakers(self.exe.breaker, VENUES)
         self.decisions: dict[str, _Decision] = {}
         self.inflight: dict[str, LegOrder] = {}
+        self.unanswered: dict[str, tuple[str, float]] = {}  # sent, no word yet: cid -> (venue, market monotonic)
         self.needs: dict[str, tuple[Need, int]] = {}  # cid -> (what it holds, done ts_ns or 0)
         self._unknown_ticks = 0
         self._results_told = self._results_done = 0  # gateway answers via pykka (see _on_leg_result_threadsafe)
@@ -171,6 +172,10 @@ class ExecutorActor(RoleActor):
                 self.ctx.count(key("c", "arbd_inventory_refusals_total", symbol=intent.symbol))
                 self._refuse(intent, f"inventory: {why}")
                 return
+            why = self._unanswered(tuple(lg.venue for lg in legs))
+            if why:
+                self._refuse(intent, why)
+                return
             ok, why, probes = self.breakers.admit_open(tuple(lg.venue for lg in legs), clock.monotonic())
             if not ok:
                 self._refuse(intent, why)
@@ -193,7 +198,29 @@ class ExecutorActor(RoleActor):
             self.needs[lg.client_order_id] = (leg_need(lg.venue, lg.symbol, lg.side, lg.qty, lg.price), 0)
         for lg in first:
             self._emit(lg, "sent", 0.0, 0.0, 0.0, "")
-        self.gateway.submit(first)
+        self._submit(first)
+
+    def _submit(self, legs: list[LegOrder]) -> None:
+        if self.mode == "live_trading":  # each order sent gets one VenueReply: its answer or our timeout
+            now = clock.monotonic()
+            for lg in legs:
+                self.unanswered[lg.client_order_id] = (lg.venue, now)
+        self.gateway.submit(legs)
+
+    def _unanswered(self, venues: tuple[str, ...]) -> str:
+        """Why an open may not go to ``venues`` now: one of them has left an
+        order request of ours unanswered past ``breaker.slow_after_s`` (its
+        fill on the private stream does not count: the order endpoint is what
+        is late). Past the reply timeout the breaker judges, and a request
+        with no reply by then (never, by the gateway's contract) is dropped."""
+        now, limit = clock.monotonic(), self.exe.breaker.slow_after_s
+        forget = self.exe.order_timeout_s + 1.0
+        for cid, (venue, sent) in tuple(self.unanswered.items()):
+            if now - sent > forget:
+                del self.unanswered[cid]
+            elif venue in venues and now - sent > limit:
+                return f"venue slow: {venue} has not answered an order for {now - sent:.1f}s"
+        return ""
 
     def _refusal(self, d: GuardDecision) -> str:
         if self.mode == "live_readonly":
@@ -300,8 +327,12 @@ class ExecutorActor(RoleActor):
     def _on_venue_answer(self, message: LegResult | VenueReply) -> None:
         if type(message) is LegResult:
             self._on_leg_result(message)
-        elif self.mode == "live_trading":  # paper fills never reach a venue: nothing to break
-            self._breaker_result(message.venue, message.accepted, message.kind or "other", message.reason)
+        else:
+            # The order endpoint answered (or our timeout did): a fill on the private
+            # stream alone does not say the venue answers its orders in time.
+            self.unanswered.pop(message.client_order_id, None)
+            if self.mode == "live_trading":  # paper fills never reach a venue: nothing to break
+                self._breaker_result(message.venue, message.accepted, message.kind or "other", message.reason)
         if self.ctx.progress is not None:
             self.ctx.progress.set(pending=self.pending_work())
 
@@ -323,6 +354,8 @@ class ExecutorActor(RoleActor):
         if r.status == "unknown" or not r.done:
             return  # a final state follows (stream, lookup, or the reconcile on tick)
         self.inflight.pop(lg.client_order_id, None)
+        if r.kind == "budget":  # never sent: no reply will come
+            self.unanswered.pop(lg.client_order_id, None)
         if lg.client_order_id in self.needs:
             self.needs[lg.client_order_id] = (self.needs[lg.client_order_id][0], time.time_ns())
         accepted = r.status in ACCEPTED
@@ -339,7 +372,7 @@ class ExecutorActor(RoleActor):
             if accepted:
                 for q in queued:
                     self._emit(q, "sent", 0.0, 0.0, 0.0, "")
-                self.gateway.submit(queued)
+                self._submit(queued)
             else:  # the probe was refused: the other legs are never sent, so nothing is naked
                 for q in queued:
                     self._not_sent(q, f"not sent: the probe leg on {lg.venue} was refused ({r.reason})")
@@ -354,6 +387,7 @@ class ExecutorActor(RoleActor):
 
     def _not_sent(self, lg: LegOrder, reason: str) -> None:
         self.inflight.pop(lg.client_order_id, None)
+        self.unanswered.pop(lg.client_order_id, None)
         self.needs.pop(lg.client_order_id, None)
         evt = self._emit(lg, "failed", 0.0, 0.0, 0.0, reason, to_position=True)
         self.ledger.apply(evt)

@@ -40,9 +40,15 @@ class BreakerConfig:
     trip_after: int = 1  # consecutive refusals that open the breaker
     backoff_s: float = 1.0  # first wait before a probe
     backoff_max_s: float = 30.0
+    # An order a venue has not answered for this long makes it suspect: no
+    # open that needs it is sent until it answers (its reply timeout, which
+    # trips the breaker, comes seconds later; normal answers take milliseconds).
+    slow_after_s: float = 0.5
 
     def __post_init__(self) -> None:
         problems = []
+        if self.slow_after_s <= 0:
+            problems.append(f"slow_after_s must be > 0, got {self.slow_after_s}")
         if self.trip_after < 1:
             problems.append(f"trip_after must be >= 1, got {self.trip_after}")
         if self.backoff_s <= 0:

@@ -28,6 +28,7 @@ NOTES: dict[str, str] = {
     "longrun.interval_loops": "snapshot every N watchdog checks (0.25 s each)",
     "report.premium_sample_s": "the engine logs a `premium` event (premium, baseline per coin) this often, for `arbctl report`; 0: never",
     "strategy.refusal_backoff_s": "a pair whose order was refused unsent (budget, breaker) waits this long",
+    "execution.breaker.slow_after_s": "a venue that has left an order unanswered this long gets no new open until it answers",
     "execution.budget_wait_s": "an order that cannot have rate budget within this is refused unsent",
     "live_trading.enabled": "the seed's master switch; also needs `arbctl arm --confirm live_trading`",
     "live_trading.min_account_balance": "USDT (Binance USDT + Upbit KRW / fx)",

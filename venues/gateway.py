@@ -64,6 +64,7 @@ class VenueReply:
     kind: str
     reason: str
     took_s: float
+    client_order_id: str = ""
 
 
 def _fx(books: dict[tuple[str, str], BookTop]) -> float:

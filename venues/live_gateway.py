@@ -215,7 +215,7 @@ class LiveGateway:
             out: OrderOutcome = await self.http[lg.venue].create_ioc(lg.symbol, lg.side, lg.qty, lg.price,
                                                                      lg.client_order_id)
         except UnclearSend as e:
-            self.on_result(VenueReply(lg.venue, False, e.kind, str(e), time.monotonic() - sent))
+            self.on_result(VenueReply(lg.venue, False, e.kind, str(e), time.monotonic() - sent, lg.client_order_id))
             self._report(lg, LegResult(lg, "unknown", 0.0, 0.0, 0.0, str(e), kind=e.kind, done=False))
             self.loop.create_task(self._resolve(lg, sent))
             return
@@ -226,7 +226,8 @@ class LiveGateway:
             self.loop.create_task(self._resolve(lg, sent))
             return
         accepted = out.result.status != "rejected"
-        self.on_result(VenueReply(lg.venue, accepted, out.kind, out.result.reason, time.monotonic() - sent))
+        self.on_result(VenueReply(lg.venue, accepted, out.kind, out.result.reason, time.monotonic() - sent,
+                                  lg.client_order_id))
         result = self._from_order(lg, out.result, out.kind)
         self._report(lg, result)
         if not result.done:

@@ -300,7 +300,7 @@ def test_snapshot_retry_in_is_rounded_to_milliseconds() -> None:
 
 def test_config_defaults_are_valid() -> None:
     cfg = BreakerConfig()
-    assert (cfg.trip_after, cfg.backoff_s, cfg.backoff_max_s) == (1, 1.0, 30.0)
+    assert (cfg.trip_after, cfg.backoff_s, cfg.backoff_max_s, cfg.slow_after_s) == (1, 1.0, 30.0, 0.5)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -309,6 +309,7 @@ def test_config_defaults_are_valid() -> None:
     ({"backoff_s": 0.0}, "backoff_s must be > 0"),
     ({"backoff_s": -1.0}, "backoff_s must be > 0"),
     ({"backoff_s": 10.0, "backoff_max_s": 5.0}, "backoff_max_s must be >= backoff_s"),
+    ({"slow_after_s": 0.0}, "slow_after_s must be > 0"),
 ])
 def test_config_validation(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
