@@ -194,8 +194,10 @@ TAIL_S = 5.0
 # with the shipped thresholds the undisturbed wait for the next order had a p95
 # of ~2.7 s (a kill landing in a quiet stretch "took" that long). A low entry
 # and exit threshold and a 1 s cool-down keep an order due about every 0.3 s,
-# within Upbit's order budget (three coins, ~3 orders/s there).
-WARM_OVERRIDES = {"strategy": {"cooldown_s": 1, "max_hold_s": 3},
+# within Upbit's order budget (three coins, ~3 orders/s there). A pair is
+# held at most 1.5 s: with every coin in a pair at the instant of a kill, the
+# next order is a close, and a 3 s hold once made a position kill "take" 3.7 s.
+WARM_OVERRIDES = {"strategy": {"cooldown_s": 1, "max_hold_s": 1.5},
                   "engine": {"entry_threshold_pct": 0.02, "exit_threshold_pct": 0.02}}
 # The yardstick itself: with orders this sparse a kill could not be told from a quiet market.
 UNDISTURBED_NEXT_ORDER_P95_S = 2.5
