@@ -100,6 +100,11 @@ def test_a_restored_baseline_the_market_disagrees_with_never_trades(paper: SimDa
         os.kill(old, signal.SIGKILL)
     killed_ns = time.time_ns()
     paper.wait_replaced("engine", old)
+    # Decisions the stopped engine made before the stop may still be on their way
+    # through position, guard and executor: the restored baseline can only be
+    # used from the replacement's spawn on.
+    spawned_ns = int(min(r["ts"] for r in paper.log_events("engine", "start") if r["ts"] >= killed_ns / 1e9)
+                     * 1e9)
     wait_until(lambda: "restored baseline BTC disagreed" in paper.stderr(), 10, "the restored baseline rejected")
     wait_until(lambda: engine(paper)["warm"], WARMUP_S + 20, "the cold warm-up to finish")
     # A symbol's cold warm-up starts at its first live sample after the kill and
@@ -107,7 +112,7 @@ def test_a_restored_baseline_the_market_disagrees_with_never_trades(paper: SimDa
     # itself warm once every symbol is; one may trade earlier, rightly.)
     cold_until = killed_ns + int(WARMUP_S * 1e9)
     decided = paper.ledger_rows("action IN ('open','close') AND created_ns > ? AND created_ns < ?",
-                                (killed_ns, cold_until))
+                                (spawned_ns, cold_until))
     assert not decided, [dict(r) for r in decided]
     err = paper.stderr()
     assert all(f"restored baseline {s} disagreed" in err for s in ("BTC", "ETH", "XRP")), err[-3000:]
