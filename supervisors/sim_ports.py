@@ -57,14 +57,16 @@ def assign_sim_ports(cfg: ArbdConfig) -> tuple[ArbdConfig, PortReservation]:
     a plain bind: only ports chosen here are reserved (and then all three)."""
     sim = dict(cfg.sim)
     host = str(sim.get("host", "127.0.0.1"))
+    # The admin API listens on loopback only, whatever sim.host says.
+    bind_hosts = {"upbit_port": host, "binance_port": host, "admin_port": "127.0.0.1"}
     hold = PortReservation()
     if not any(sim.get(key) for key in PORT_KEYS):
         for key in PORT_KEYS:
-            sim[key] = hold.take(host if key != "admin_port" else "127.0.0.1")
+            sim[key] = hold.take(bind_hosts[key])
         sim["reuse_port"] = True
     else:
         for key in PORT_KEYS:
-            bind_host = host if key != "admin_port" else "127.0.0.1"
+            bind_host = bind_hosts[key]
             if not sim.get(key):
                 sim[key] = pick_port(bind_host)
             elif not listenable(bind_host, int(sim[key])):

@@ -15,20 +15,10 @@ import pytest
 
 from actors.sim import sim_config
 from supervisors.config import load_config
+from supervisors.ports import listenable
 from supervisors.sim_ports import PORT_KEYS, assign_sim_ports
 from tests.support.daemon import ARBD
 from venues.sim.server import SimThread
-
-
-def _plain_bind(port: int) -> OSError | None:
-    """Bind as another server would (SO_REUSEADDR: TIME_WAIT left by the sim is no obstacle)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as e:
-            return e
-    return None
 
 
 def test_ephemeral_sim_ports_stay_reserved_and_a_restarted_sim_serves_on_them() -> None:
@@ -38,7 +28,7 @@ def test_ephemeral_sim_ports_stay_reserved_and_a_restarted_sim_serves_on_them() 
         assert sorted(hold.ports) == sorted(ports) and len(set(ports)) == 3
         assert cfg.venues.upbit_rest.endswith(f":{cfg.sim['upbit_port']}")
         # Another program (or an outgoing connection's source port) cannot take them.
-        assert all(isinstance(_plain_bind(p), OSError) for p in ports)
+        assert not any(listenable("127.0.0.1", p) for p in ports)
         for _incarnation in range(2):  # a sim restarted by the supervisor binds them again
             sim = SimThread(sim_config(dict(cfg.sim), tuple(cfg.venues.symbols)))
             urls = sim.start()
@@ -51,7 +41,7 @@ def test_ephemeral_sim_ports_stay_reserved_and_a_restarted_sim_serves_on_them() 
                 sim.stop()
     finally:
         hold.close()
-    assert all(_plain_bind(p) is None for p in ports)  # released with the daemon
+    assert all(listenable("127.0.0.1", p) for p in ports)  # released with the daemon
 
 
 def test_ports_an_operator_fixed_are_not_shared() -> None:

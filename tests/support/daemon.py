@@ -197,9 +197,8 @@ class DaemonRun:
         the orderly shutdown left out), the first errors (the cause, before the
         shutdown noise) with the last line of their traceback, and the end of
         stderr."""
-        log = self.run.supervisor_log
-        events = [line for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
-                  if '"event":"start"' not in line and '"reason":"shutdown"' not in line]
+        events = [json.dumps(r, separators=(",", ":")) for r in self.restart_log()
+                  if r.get("event") != "start" and r.get("reason") != "shutdown"]
         err = self.stderr()
         first = []
         for line in err.splitlines():
