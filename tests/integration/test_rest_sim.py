@@ -198,7 +198,7 @@ def test_a_5xx_on_the_order_post_is_looked_up_then_sent_once_more(sim, venue, ca
     async def go():
         async with venue_rest(sim, venue, unclear_settle_s=0.4) as rest:
             price = await marketable_buy_price(rest)
-            post_fault(sim, venue=venue, kind="http_error", status=503, seconds=0.3)
+            post_fault(sim, venue=venue, kind="http_error", status=503, seconds=10, requests=1)
             t0 = time.monotonic()
             res = await rest.create_limit_order("BTC", "buy", QTY[venue], price, c)
             return res, time.monotonic() - t0
@@ -220,7 +220,7 @@ def test_a_lost_reply_is_found_by_client_id_and_not_resent(sim, venue, caplog):
     async def go():
         async with venue_rest(sim, venue, timeout_ms=700) as rest:
             price = await marketable_buy_price(rest)
-            post_fault(sim, venue=venue, kind="delay", delay_s=1.5, seconds=0.3)
+            post_fault(sim, venue=venue, kind="delay", delay_s=1.5, seconds=10, requests=1)
             return await rest.create_limit_order("BTC", "buy", QTY[venue], price, c)
     with caplog.at_level(logging.WARNING, logger="venues.rest"):
         res = asyncio.run(go())
@@ -255,7 +255,7 @@ def test_429_is_waited_out_with_backoff(sim, venue):
     async def go():
         async with venue_rest(sim, venue) as rest:
             await rest.load_markets()
-            post_fault(sim, venue=venue, kind="http_error", status=429, seconds=0.3)
+            post_fault(sim, venue=venue, kind="http_error", status=429, seconds=10, requests=1)
             t0 = time.monotonic()
             free = await rest.fetch_balance()
             return free, time.monotonic() - t0
@@ -273,7 +273,7 @@ def test_an_order_refused_with_429_is_resent_after_the_pause_without_a_lookup(si
     async def go():
         async with venue_rest(sim, venue) as rest:
             price = await marketable_buy_price(rest)
-            post_fault(sim, venue=venue, kind="http_error", status=429, seconds=0.2)
+            post_fault(sim, venue=venue, kind="http_error", status=429, seconds=10, requests=1)
             return await rest.create_limit_order("BTC", "buy", QTY[venue], price, c)
     with caplog.at_level(logging.WARNING, logger="venues.rest"):
         res = asyncio.run(go())

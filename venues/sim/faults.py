@@ -23,6 +23,11 @@ private_down        the private streams only (Binance ``/ws/<listenKey>``, Upbit
                     drop. (``drop`` closes and refuses the private sockets too.)
 =================== =============================================================
 
+``http_error`` and ``delay`` also take ``"requests": N``: the fault ends after
+it has hit N REST requests, or after ``seconds``, whichever comes first. A test
+that needs exactly the next request to fail says so, instead of racing a short
+window against its own client.
+
 An injected ``http_error`` 429 is not a violation: ``LimitBoard`` counts only the
 429s the simulator answers because a limit window (``LimitWindow``,
 ``UnfilledOrderWindow``) was full. Which windows exist and what they count is the
@@ -42,8 +47,8 @@ _EXTRA_KEYS = {
     "pause": set(),
     "drop": {"graceful"},
     "malformed": set(),
-    "http_error": {"status"},
-    "delay": {"delay_s"},
+    "http_error": {"status", "requests"},
+    "delay": {"delay_s", "requests"},
     "insufficient_funds": set(),
     "private_down": {"graceful"},
 }
@@ -101,7 +106,12 @@ def parse_fault(body: Any) -> tuple[str, str, float, dict[str, Any]]:
         if "delay_s" not in body:
             raise FaultError("'delay_s' is required for kind delay")
         params["delay_s"] = _number(body, "delay_s", minimum=0.0)
-    elif kind in ("drop", "private_down"):
+    if "requests" in body:
+        n = body["requests"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1_000_000:
+            raise FaultError("'requests' must be a whole number from 1 to 1000000")
+        params["requests"] = n
+    if kind in ("drop", "private_down"):
         graceful = body.get("graceful", False)
         if not isinstance(graceful, bool):
             raise FaultError("'graceful' must be true or false")
@@ -114,10 +124,26 @@ class FaultBoard:
 
     def __init__(self) -> None:
         self._faults: dict[tuple[str, str], Fault] = {}
+        self._hits_left: dict[tuple[str, str], int] = {}  # faults bounded by ``requests``
 
     def set(self, venue: str, kind: str, seconds: float, params: dict[str, Any], now: float) -> Fault:
         fault = Fault(venue, kind, seconds, now + seconds, dict(params))
         self._faults[(venue, kind)] = fault
+        if "requests" in params:
+            self._hits_left[(venue, kind)] = int(params["requests"])
+        else:
+            self._hits_left.pop((venue, kind), None)
+        return fault
+
+    def take(self, venue: str, kind: str, now: float) -> Fault | None:
+        """The active fault for one request it hits: a ``requests`` bound
+        counts down, and the fault ends when it reaches zero."""
+        fault = self.active(venue, kind, now)
+        key = (venue, kind)
+        if fault is not None and key in self._hits_left:
+            self._hits_left[key] -= 1
+            if self._hits_left[key] <= 0:
+                del self._hits_left[key], self._faults[key]
         return fault
 
     def active(self, venue: str, kind: str, now: float) -> Fault | None:
@@ -126,16 +152,25 @@ class FaultBoard:
             return None
         if now >= fault.until:
             del self._faults[(venue, kind)]
+            self._hits_left.pop((venue, kind), None)
             return None
         return fault
 
     def clear(self) -> int:
         n = len(self._faults)
         self._faults.clear()
+        self._hits_left.clear()
         return n
 
     def view(self, now: float) -> list[dict[str, Any]]:
-        return [f.view(now) for f in list(self._faults.values()) if now < f.until]
+        out = []
+        for key, f in list(self._faults.items()):
+            if now < f.until:
+                v = f.view(now)
+                if key in self._hits_left:
+                    v["requests_left"] = self._hits_left[key]
+                out.append(v)
+        return out
 
 
 class RateWindow:

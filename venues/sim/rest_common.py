@@ -65,7 +65,7 @@ def venue_middleware(
         if request.path.startswith(WS_PREFIXES):
             return await handler(request)
         now = core.mono()
-        fault = core.faults.active(venue, "http_error", now)
+        fault = core.faults.take(venue, "http_error", now)
         if fault is not None:
             status = int(fault.params.get("status", 503))
             if status != 429:
@@ -87,7 +87,7 @@ def venue_middleware(
             except web.HTTPException as exc:  # 404/405 from the router: keep the venue's headers
                 response = web.Response(status=exc.status, text=exc.text or exc.reason,
                                         content_type="text/plain")
-        delay = core.faults.active(venue, "delay", core.mono())
+        delay = core.faults.take(venue, "delay", core.mono())
         if delay is not None:
             await asyncio.sleep(float(delay.params.get("delay_s", 0.0)))
         decorate(request, response, now)
