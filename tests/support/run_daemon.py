@@ -204,10 +204,36 @@ class SimDaemon(DaemonRun):
         marks = ",".join("?" * len(UNRESOLVED))
         return self.ledger_rows(f"status IN ({marks})", UNRESOLVED)
 
-    def quiesce(self, timeout: float = 20.0) -> None:
-        """Halt, then wait until every ledger order is resolved."""
+    def quiesce(self, timeout: float = 20.0, still_s: float = 1.0, naked_still_s: float = 5.0) -> None:
+        """Halt, then wait until trading is still: every ledger order resolved,
+        nothing open, and neither the ledger nor the exchange's orders moving
+        for ``still_s`` (``naked_still_s`` while a hedge is naked: its repair
+        passes while halted). Resolved alone is not still: an intent approved
+        just before the halt may not be in the ledger yet, and an ``unwind``
+        may follow a leg that expires after it. The caller reads the exchange
+        after this, so the exchange holds every order the ledger does."""
         self.halt("test: quiesce")
-        wait_until(lambda: not self.unresolved(), timeout, "every ledger order to be resolved", interval=0.1)
+        last: tuple[Any, ...] | None = None
+        since = time.monotonic()
+
+        def still() -> bool:
+            nonlocal last, since
+            st = self.safe_status()
+            try:
+                seen = tuple(sorted((o.get("client_order_id"), o["status"]) for o in self.sim_orders()))
+            except (OSError, ValueError, KeyError):
+                seen = None
+            rows = tuple((r["client_order_id"], r["status"]) for r in self.ledger_rows())
+            busy = st is None or seen is None or int(st["orders"]["open"]) > 0 or self.unresolved()
+            look = None if busy else (rows, seen)
+            if look is None or look != last:
+                last, since = look, time.monotonic()
+                return False
+            naked = float((st or {}).get("naked_exposure_krw") or 0.0) > 0
+            return time.monotonic() - since >= (naked_still_s if naked else still_s)
+
+        wait_until(still, timeout, "trading to go still after the halt (ledger resolved, nothing moving)",
+                   interval=0.1)
 
     def wait_events(self, event_type: str, n: int, timeout: float) -> list[dict[str, Any]]:
         def probe() -> list[dict[str, Any]] | None:
