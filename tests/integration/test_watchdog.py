@@ -38,8 +38,8 @@ from tests.support.run_daemon import (
 
 FAIL_AFTER_S = FAST["watchdog"]["fail_closed_after_s"]
 RESTART_AFTER_S = FAST["watchdog"]["restart_after_s"]
-# A guard decision made just before fail-closed may still be on its way
-# (guard -> executor -> REST) when the exchange accepts it.
+# A guard decision made just before fail-closed may still be on its way to
+# the executor (guard -> executor -> ledger) when the closure is logged.
 IN_FLIGHT_S = 0.25
 MAX_EXPOSURE_KRW = 500_000.0
 
@@ -109,12 +109,23 @@ def watch_episode(run: SimDaemon, venue: str, start_ns: int, reason_re: str, cle
 
 
 def orders_between(run: SimDaemon, start_ns: int, end_ns: int) -> list[dict]:
-    """Orders the exchange accepted in [start, end), leg repairs left out: while
-    fail-closed the behaviour is reducing, and an unwind that shrinks a broken
-    hedge may pass (issue 12); every other order is an open that must not."""
-    unwinds = {r["client_order_id"] for r in run.ledger_rows("action = ?", ("unwind",))}
-    return [o for o in run.sim_orders()
-            if start_ns <= int(o["ts_ns"]) < end_ns and o.get("client_order_id") not in unwinds]
+    """Orders the exchange accepted that arbd wrote in [start, end), leg repairs
+    left out: while fail-closed the behaviour is reducing, and an unwind that
+    shrinks a broken hedge may pass (issue 12); every other order is an open
+    that must not. An order is timed by its ledger row (written by the executor
+    as it sends), not by the exchange's acceptance: under load a leg the guard
+    approved before the closure can reach the exchange well after it. An order
+    the ledger lacks is timed by the exchange."""
+    rows = {r["client_order_id"]: r for r in run.ledger_rows()}
+    late = []
+    for o in run.sim_orders():
+        row = rows.get(o.get("client_order_id"))
+        if row is not None and row["action"] == "unwind":
+            continue
+        written_ns = int(row["created_ns"]) if row is not None else int(o["ts_ns"])
+        if start_ns <= written_ns < end_ns:
+            late.append(o)
+    return late
 
 
 def guard_raised_at(run: SimDaemon, key_prefix: str, after_s: float) -> float:
