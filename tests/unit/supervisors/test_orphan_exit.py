@@ -16,7 +16,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[3]
 
 # The middle process starts a "child" that ignores SIGTERM and wedges its main
-# thread, prints the child's pid, then waits to be killed.
+# thread, prints the child's pid, then waits to be killed. The child says
+# "ready" on the same pipe once its watch runs: its imports may take seconds on
+# a loaded machine, and a parent killed before then is not the one it watches.
 MIDDLE = r"""
 import subprocess, sys
 child = subprocess.Popen([sys.executable, "-c", CHILD])
@@ -25,9 +27,11 @@ child.wait()
 """
 CHILD = r"""
 import os, signal, threading, time
+parent = os.getppid()
 from supervisors.host import _exit_when_orphaned
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-threading.Thread(target=_exit_when_orphaned, args=(os.getppid(), 0.3), daemon=True).start()
+threading.Thread(target=_exit_when_orphaned, args=(parent, 0.3), daemon=True).start()
+print("ready", flush=True)
 while True:
     time.sleep(3600)  # a main thread that never returns to handle anything
 """
@@ -42,7 +46,7 @@ def test_an_orphan_with_a_wedged_main_thread_exits_after_the_grace() -> None:
         assert middle.stdout is not None
         child_pid = int(middle.stdout.readline())
         child = psutil.Process(child_pid)
-        time.sleep(0.5)
+        assert middle.stdout.readline().strip() == "ready"
         assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE  # alive while its parent is
         middle.send_signal(signal.SIGKILL)
         middle.wait(5)
