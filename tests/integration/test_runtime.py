@@ -45,6 +45,10 @@ def test_kill_9_of_an_actor_is_followed_by_a_new_heartbeating_process(shared: Da
 def test_a_stopped_actor_is_killed_after_its_liveness_limit_and_restarted(shared: DaemonRun) -> None:
     name = "engine"
     old_pid = shared.wait_all_running()[name]["pid"]
+    # The supervisor counts from the last heartbeat, which under load may be
+    # older than one interval when the stop lands.
+    age = shared.actors()[name]["heartbeat_age_s"] or 0.0
+    last_hb_at = time.time() - age
     stopped_at = time.time()
 
     os.kill(old_pid, signal.SIGSTOP)
@@ -57,9 +61,9 @@ def test_a_stopped_actor_is_killed_after_its_liveness_limit_and_restarted(shared
     kills = [r for r in shared.log_events(name, "kill") if r["pid"] == old_pid]
     assert kills, shared.log_events(name)
     assert "heartbeat timeout" in kills[0]["reason"]
-    waited = kills[0]["ts"] - stopped_at
     limit = FAST_SUPERVISION["liveness_s"]
-    assert limit - FAST_SUPERVISION["heartbeat_interval_s"] <= waited < limit + 2.0
+    assert kills[0]["ts"] - last_hb_at >= limit - 0.1, "killed before its liveness limit"
+    assert kills[0]["ts"] - stopped_at < limit + 2.0
     assert after["state"] == "running"
     assert pid_gone(old_pid)
 
