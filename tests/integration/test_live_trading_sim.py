@@ -27,8 +27,11 @@ from tests.support.ledger_check import check_all, read_ledger, report
 from tests.support.run_daemon import LIVE_TRADING, SimDaemon, config, sim_runs, with_keys
 
 MAX_EXPOSURE_KRW = 200_000.0  # binds: a pair is ~80,000 KRW, three coins could open three
+# Up to eight executor kills a few seconds apart: more than the shipped
+# intensity (5 in 30 s) would allow before escalating.
 CFG = config(LIVE_TRADING, {"position_adv": {"base_position_size_krw": 100_000,
-                                             "max_exposure_krw": MAX_EXPOSURE_KRW}})
+                                             "max_exposure_krw": MAX_EXPOSURE_KRW},
+                            "supervision": {"intensity": 50}})
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -57,7 +57,10 @@ def test_a_killed_engine_comes_back_warm_from_its_state_file_within_seconds(pape
     wait_until(lambda: json.loads(state_file(paper).read_text())["symbols"], 5, "a saved baseline")
     t0 = kill_engine(paper)
     wait_until(lambda: engine(paper)["warm"], 5, "the restarted engine warm again")
-    assert time.monotonic() - t0 < 3.0 < WARMUP_S
+    # A cold engine is warm WARMUP_S after its own start at the earliest, and
+    # that start is after the kill: warm sooner after the kill is a restored
+    # baseline. (The 3 s kill -> trading target is the chaos suite's, p95.)
+    assert time.monotonic() - t0 < WARMUP_S
     assert "baseline restored for" in paper.stderr()
     wait_until(lambda: "restored baseline BTC verified" in paper.stderr(), 3, "the verification's log line")
 
