@@ -92,6 +92,7 @@ class Sample:
     feed_age: dict[str, float]  # venue -> oldest quote age (s)
     hb_age: dict[str, float] = field(default_factory=dict)  # actor -> age of its last heartbeat (s)
     naked_krw: float = 0.0  # naked exposure (a broken hedge not yet repaired)
+    answered_ns: int = 0  # when the reply arrived (t_ns is when it was asked); 0 = unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,7 @@ class StatusPoller(threading.Thread):
                    int(st["orders"]["open"]), int(st["orders"].get("sent", 0)), ages,
                    {a["name"]: float(a["heartbeat_age_s"]) for a in st["actors"]
                     if a.get("heartbeat_age_s") is not None},
-                   float(st.get("naked_exposure_krw") or 0.0))
+                   float(st.get("naked_exposure_krw") or 0.0), now_ns())
         with self._lock:
             self.samples.append(s)
         return s

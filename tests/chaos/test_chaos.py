@@ -153,6 +153,20 @@ def test_windows_follow_the_guards_state_stream() -> None:
     assert [(x.start_ns, x.end_ns) for x in w] == [(1, 5), (9, 12), (20, 30)]
 
 
+def test_status_windows_hold_only_what_status_certainly_said() -> None:
+    """From the first closed reply's arrival to the last closed one's ask: a
+    slow reply does not stretch a window back over orders sent before it."""
+    from tests.chaos.runner import Sample
+
+    def sm(ask: int, answered: int, closed: bool) -> Sample:
+        return Sample(ask, "armed", closed, ("x",) if closed else (), {}, 0.0, 0, 0, {}, answered_ns=answered)
+
+    w = inv.windows_from_samples([sm(0, 1, False), sm(10, 40, True), sm(50, 52, True), sm(60, 61, False),
+                                  sm(70, 71, True), sm(80, 81, False), sm(90, 95, True)], end_ns=100)
+
+    assert [(x.start_ns, x.end_ns) for x in w] == [(40, 50), (71, 71), (95, 100)]
+
+
 def test_the_event_log_gives_halt_and_fail_closed_windows() -> None:
     events = [{"ts": 1.0, "event_type": "arm"}, {"ts": 2.0, "event_type": "fail_closed", "key": "stale.upbit"},
               {"ts": 3.0, "event_type": "halt"}, {"ts": 4.0, "event_type": "fail_closed_cleared", "key": "stale.upbit"},

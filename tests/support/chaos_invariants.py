@@ -127,19 +127,24 @@ def windows_from_states(states: Sequence[Any], end_ns: int) -> list[Window]:
 def windows_from_samples(samples: Sequence[Any], end_ns: int) -> list[Window]:
     """Closed windows as ``status`` reported them. Polled, so a window is what
     is known: from the first sample that says closed to the last one that
-    still does (trading may have reopened anywhere before the next sample)."""
+    still does (trading may have reopened anywhere before the next sample).
+    A reply is built somewhere between its ask and its arrival, so a window
+    starts at the first closed reply's arrival (``answered_ns`` when the
+    sample has it) and ends at the last closed one's ask: only what status
+    certainly said, however slowly it answered under load."""
     out: list[Window] = []
     run: tuple[int, int, str] | None = None  # (first closed, last closed, why)
     for s in samples:
         closed = s.trading_state != "armed" or s.fail_closed
         if closed:
             why = s.trading_state if s.trading_state != "armed" else "; ".join(s.reasons)
-            run = (s.t_ns, s.t_ns, why) if run is None else (run[0], s.t_ns, run[2])
+            start = max(s.t_ns, getattr(s, "answered_ns", 0) or 0)
+            run = (start, s.t_ns, why) if run is None else (run[0], s.t_ns, run[2])
         elif run is not None:
-            out.append(Window(run[0], run[1], f"status: {run[2]}"))
+            out.append(Window(run[0], max(run[0], run[1]), f"status: {run[2]}"))
             run = None
     if run is not None:
-        out.append(Window(run[0], max(run[1], end_ns), f"status: {run[2]}"))
+        out.append(Window(run[0], max(run[0], run[1], end_ns), f"status: {run[2]}"))
     return out
 
 
