@@ -104,9 +104,10 @@ def build_status(d: Daemon) -> dict[str, Any]:
         guard = {"allowed": 0, "blocked": 0, "daily_pnl": 0.0}
     for a in actors:
         if a["state"] != "running" and a["name"] not in ("sim",):
-            if not fail_closed:
-                fail_closed = True
-            reasons.append(f"actor {a['name']} {a['state']}")
+            fail_closed = True
+            why = f"actor {a['name']} {a['state']}"
+            if why not in reasons:  # the guard may have been told already, in the same words
+                reasons.append(why)
     pos = d.bus.latest("position")
     ost = d.bus.latest("orderstats")
     return {
