@@ -5,10 +5,10 @@ first (apt-get on a clean machine); if either cannot be installed the tests
 fail, they do not skip.
 
 The delivery scenario (one setup for the module): arbd in live_trading on the
-embedded exchange with ``live_trading.max_daily_loss`` at 0.5 USDT. Before
+embedded exchange with ``live_trading.max_daily_loss`` at 0.3 USDT. Before
 arming, the exchange's premium is lifted, so the first pair opens selling on
 Upbit; then it is lifted again, so the pair, closed after ``max_hold_s``,
-books a loss of a few USDT, and the guard stops the session (a persisted halt,
+books a loss above the limit whatever its size, and the guard stops the session (a persisted halt,
 cause ``session_stop``) on the next order it checks. Prometheus (1 s scrapes
 and evaluations, configs/alerts.yml as shipped) fires ArbdDailyLossLimitBreached
 and ArbdSessionStop, and ArbdHalted. Alertmanager runs configs/alertmanager.yml
@@ -58,7 +58,13 @@ from tests.unit.test_observability_files import (
 pytestmark = [pytest.mark.needs_alertmanager, pytest.mark.needs_prometheus, pytest.mark.timeout(300)]
 
 JOB = "arbitrage-lite"
-MAX_DAILY_LOSS_USDT = 0.5
+MAX_DAILY_LOSS_USDT = 0.3
+# The first pair's close must breach the limit on its own: a smaller loss lets
+# trading go on, the daily PnL wanders around the limit, and the breach alert
+# fires, resolves and fires again, which moves Alertmanager's group wait. Its
+# loss is the premium's rise times the pair's notional, at least Binance's
+# minimum of 5 USDT: 8.5 points of rise is >= 0.42 USDT, fees on top.
+SECOND_LIFT_PCT = 8.5
 # On top of a group_wait: one rule evaluation (1 s), the notifier's hand-off and a loaded host.
 DELIVERY_SLACK_S = 5.0
 SCENARIO = config(LIVE_TRADING, {
@@ -298,11 +304,14 @@ def lose_the_daily_limit(run: SimDaemon) -> None:
     opened = wait_until(first_pair, 30, "both legs of the first pair filled", interval=0.2)
     assert {(e["venue"], e["side"]) for e in opened} == {("upbit", "sell"), ("binance", "buy")}, opened
     assert {e["action"] for e in opened} <= {"open", "unwind"} and "open" in {e["action"] for e in opened}
-    run.admin("/_sim/market", "POST", {"premium_pct": premium + 5.0, "baseline_pct": premium + 5.0})
+    lifted = premium + 1.5 + SECOND_LIFT_PCT
+    run.admin("/_sim/market", "POST", {"premium_pct": lifted, "baseline_pct": lifted})
     closed = run.wait_events("trade_closed", 1, timeout=30)[0]
     assert closed["realized_pnl_krw"] < 0, closed
     halts = run.wait_events("halt", 1, timeout=30)
     assert halts[0]["by"] == "live_guard" and "daily loss" in halts[0]["reason"], halts
+    closes = run.events("trade_closed")
+    assert len(closes) == 1, f"the first close did not breach the limit alone: {closes}"
 
 
 @pytest.fixture(scope="module")
