@@ -70,9 +70,10 @@ DELIVERY_SLACK_S = 5.0
 SCENARIO = config(LIVE_TRADING, {
     "venues": {"source": "sim", "symbols": ["BTC"]},
     "live_trading": {"allowed_symbols": ["BTC"], "max_daily_loss": MAX_DAILY_LOSS_USDT},
-    # The pair is closed 2 s after it opened whatever the premium does, and the
+    # The pair is closed 3 s after it opened whatever the premium does (the test
+    # lifts the premium again in between, polling for the open), and the
     # next open follows at once: that is the order the guard stops the session on.
-    "strategy": {"cooldown_s": 1, "max_hold_s": 2},
+    "strategy": {"cooldown_s": 1, "max_hold_s": 3},
 })
 
 
