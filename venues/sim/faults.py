@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 VENUES = ("upbit", "binance")
@@ -65,10 +65,14 @@ class Fault:
     seconds: float
     until: float  # monotonic
     params: dict[str, Any] = field(default_factory=dict)
+    requests_left: int | None = None  # a ``requests`` bound: REST requests it may still hit
 
     def view(self, now: float) -> dict[str, Any]:
-        return {"venue": self.venue, "kind": self.kind, "seconds": self.seconds,
-                "remaining_s": round(max(0.0, self.until - now), 3), **self.params}
+        out = {"venue": self.venue, "kind": self.kind, "seconds": self.seconds,
+               "remaining_s": round(max(0.0, self.until - now), 3), **self.params}
+        if self.requests_left is not None:
+            out["requests_left"] = self.requests_left
+        return out
 
 
 def _number(body: dict[str, Any], key: str, *, minimum: float, default: float | None = None) -> float:
@@ -124,26 +128,21 @@ class FaultBoard:
 
     def __init__(self) -> None:
         self._faults: dict[tuple[str, str], Fault] = {}
-        self._hits_left: dict[tuple[str, str], int] = {}  # faults bounded by ``requests``
 
     def set(self, venue: str, kind: str, seconds: float, params: dict[str, Any], now: float) -> Fault:
-        fault = Fault(venue, kind, seconds, now + seconds, dict(params))
+        fault = Fault(venue, kind, seconds, now + seconds, dict(params), params.get("requests"))
         self._faults[(venue, kind)] = fault
-        if "requests" in params:
-            self._hits_left[(venue, kind)] = int(params["requests"])
-        else:
-            self._hits_left.pop((venue, kind), None)
         return fault
 
     def take(self, venue: str, kind: str, now: float) -> Fault | None:
         """The active fault for one request it hits: a ``requests`` bound
         counts down, and the fault ends when it reaches zero."""
         fault = self.active(venue, kind, now)
-        key = (venue, kind)
-        if fault is not None and key in self._hits_left:
-            self._hits_left[key] -= 1
-            if self._hits_left[key] <= 0:
-                del self._hits_left[key], self._faults[key]
+        if fault is not None and fault.requests_left is not None:
+            if fault.requests_left <= 1:
+                del self._faults[(venue, kind)]
+            else:
+                self._faults[(venue, kind)] = replace(fault, requests_left=fault.requests_left - 1)
         return fault
 
     def active(self, venue: str, kind: str, now: float) -> Fault | None:
@@ -152,25 +151,16 @@ class FaultBoard:
             return None
         if now >= fault.until:
             del self._faults[(venue, kind)]
-            self._hits_left.pop((venue, kind), None)
             return None
         return fault
 
     def clear(self) -> int:
         n = len(self._faults)
         self._faults.clear()
-        self._hits_left.clear()
         return n
 
     def view(self, now: float) -> list[dict[str, Any]]:
-        out = []
-        for key, f in list(self._faults.items()):
-            if now < f.until:
-                v = f.view(now)
-                if key in self._hits_left:
-                    v["requests_left"] = self._hits_left[key]
-                out.append(v)
-        return out
+        return [f.view(now) for f in list(self._faults.values()) if now < f.until]
 
 
 class RateWindow:
