@@ -39,7 +39,7 @@ import zmq
 from messages import BookTop, DecodeError, Opportunity, OrderEvent, TradingState, WarmState, decode
 from supervisors.control import ControlClient, ControlError
 from tests.chaos.schedule import Fault
-from tests.support.daemon import DaemonRun, deep_merge, free_port, wait_until
+from tests.support.daemon import DaemonRun, Stillness, deep_merge, free_port, wait_until
 from venues.sim.config import TEST_KEYS
 
 # Shipped supervision defaults are used on purpose (liveness 3 s, intensity
@@ -460,8 +460,7 @@ class ChaosRun:
         open yet, and a repair may follow a hedge that expires after it."""
         assert self.poller is not None and self.admin is not None
         deadline = time.monotonic() + timeout_s
-        last: tuple[Any, ...] | None = None
-        since = time.monotonic()
+        stillness = Stillness(still_s, naked_still_s)
         while time.monotonic() < deadline:
             s = self.poller.poll_once()
             try:
@@ -469,9 +468,7 @@ class ChaosRun:
             except (OSError, ValueError, urllib.error.URLError):
                 seen = None
             look = None if s is None or seen is None or s.orders_open else (s.orders_sent, seen)
-            if look is None or look != last:
-                last, since = look, time.monotonic()
-            elif time.monotonic() - since >= (naked_still_s if s is not None and s.naked_krw else still_s):
+            if stillness.still(look, s is not None and bool(s.naked_krw)):
                 return True
             time.sleep(0.1)
         return False

@@ -112,6 +112,25 @@ def wait_until(probe: Callable[[], T | None], timeout: float, what: str,
         time.sleep(interval)
 
 
+class Stillness:
+    """Says when one observation has stayed the same long enough after a halt:
+    ``still_s``, or ``naked_still_s`` while a hedge is naked (its repair
+    passes while halted and may take a moment). An observation of ``None``
+    means "busy": not still, and the wait starts over."""
+
+    def __init__(self, still_s: float = 1.0, naked_still_s: float = 5.0) -> None:
+        self.still_s, self.naked_still_s = still_s, naked_still_s
+        self._last: object = None
+        self._since = time.monotonic()
+
+    def still(self, look: object, naked: bool) -> bool:
+        now = time.monotonic()
+        if look is None or look != self._last:
+            self._last, self._since = look, now
+            return False
+        return now - self._since >= (self.naked_still_s if naked else self.still_s)
+
+
 def _is_gone(p: psutil.Process) -> bool:
     try:
         return p.status() == psutil.STATUS_ZOMBIE

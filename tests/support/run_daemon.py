@@ -28,7 +28,15 @@ from typing import Any
 
 from storage.ledger import UNRESOLVED, Ledger
 from supervisors.control import ControlError
-from tests.support.daemon import ARBD, DaemonRun, deep_merge, free_port, teardown_runs, wait_until
+from tests.support.daemon import (
+    ARBD,
+    DaemonRun,
+    Stillness,
+    deep_merge,
+    free_port,
+    teardown_runs,
+    wait_until,
+)
 from venues.sim.config import TEST_KEYS
 
 KEY_VARS = ("UPBIT_ACCESS_KEY", "UPBIT_SECRET_KEY", "BINANCE_API_KEY", "BINANCE_API_SECRET")
@@ -200,10 +208,6 @@ class SimDaemon(DaemonRun):
         finally:
             db.close()
 
-    def unresolved(self) -> list[dict[str, Any]]:
-        marks = ",".join("?" * len(UNRESOLVED))
-        return self.ledger_rows(f"status IN ({marks})", UNRESOLVED)
-
     def quiesce(self, timeout: float = 20.0, still_s: float = 1.0, naked_still_s: float = 5.0) -> None:
         """Halt, then wait until trading is still: every ledger order resolved,
         nothing open, and neither the ledger nor the exchange's orders moving
@@ -213,24 +217,19 @@ class SimDaemon(DaemonRun):
         may follow a leg that expires after it. The caller reads the exchange
         after this, so the exchange holds every order the ledger does."""
         self.halt("test: quiesce")
-        last: tuple[Any, ...] | None = None
-        since = time.monotonic()
+        stillness = Stillness(still_s, naked_still_s)
 
         def still() -> bool:
-            nonlocal last, since
             st = self.safe_status()
             try:
                 seen = tuple(sorted((o.get("client_order_id"), o["status"]) for o in self.sim_orders()))
             except (OSError, ValueError, KeyError):
                 seen = None
             rows = tuple((r["client_order_id"], r["status"]) for r in self.ledger_rows())
-            busy = st is None or seen is None or int(st["orders"]["open"]) > 0 or self.unresolved()
-            look = None if busy else (rows, seen)
-            if look is None or look != last:
-                last, since = look, time.monotonic()
-                return False
-            naked = float((st or {}).get("naked_exposure_krw") or 0.0) > 0
-            return time.monotonic() - since >= (naked_still_s if naked else still_s)
+            busy = (st is None or seen is None or int(st["orders"]["open"]) > 0
+                    or any(status in UNRESOLVED for _, status in rows))
+            naked = st is not None and float(st.get("naked_exposure_krw") or 0.0) > 0
+            return stillness.still(None if busy else (rows, seen), naked)
 
         wait_until(still, timeout, "trading to go still after the halt (ledger resolved, nothing moving)",
                    interval=0.1)
