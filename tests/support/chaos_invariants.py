@@ -138,7 +138,7 @@ def windows_from_samples(samples: Sequence[Any], end_ns: int) -> list[Window]:
         closed = s.trading_state != "armed" or s.fail_closed
         if closed:
             why = s.trading_state if s.trading_state != "armed" else "; ".join(s.reasons)
-            start = max(s.t_ns, getattr(s, "answered_ns", 0) or 0)
+            start = max(s.t_ns, s.answered_ns)  # answered_ns 0: not known, the ask stands
             run = (start, s.t_ns, why) if run is None else (run[0], s.t_ns, run[2])
         elif run is not None:
             out.append(Window(run[0], max(run[0], run[1]), f"status: {run[2]}"))
