@@ -28,6 +28,8 @@ from tests.support.run_daemon import LIVE_TRADING, SimDaemon, config, sim_runs, 
 COINS = ("BTC", "ETH", "XRP")
 FAULT_S = 5.0  # the breaker probes at 1, 2 and 4 s (backoff 1 s doubling) within it
 SETTLE_S = 10.0  # the issue's figure: flat again within 10 s of the fault ending
+HUNT_S = 30.0  # an order fault waits this long at most for the first order it hits
+ORDER_FAULTS = {"insufficient_funds", "http_error", "delay"}  # faults only an order meets
 TRADE_AFTER_S = 3.0  # trading goes on this long after the fault, then a halt: repairs run reducing-only
 BASE: dict[str, Any] = {
     "position_adv": {"base_position_size_krw": 60_000, "max_exposure_krw": 400_000},
@@ -83,16 +85,26 @@ def breaker_opens(run: SimDaemon, venue: str, since: float) -> int:
 
 
 def run_fault(run: SimDaemon, venue: str, kind: str, **params: Any) -> tuple[int, int]:
-    """Arm, trade, fault ``venue`` for FAULT_S, then halt and wait. Returns
-    (orders the faulty venue received during the fault, breaker opens)."""
+    """Arm, trade, fault ``venue`` for FAULT_S (an order fault: from the first
+    order it hits), then halt and wait. Returns (orders the faulty venue
+    received during the fault, breaker opens)."""
     run.clear_faults()
     before = coin_totals(run)
     run.arm_live()
     wait_trading(run, 4)
     t0_ns = time.time_ns()
     t0 = time.time()
-    run.fault(venue, kind, FAULT_S, **params)
-    time.sleep(FAULT_S)
+    if kind in ORDER_FAULTS:
+        # The fault runs FAULT_S from the first order sent into it: under load a
+        # fixed window can pass without one (the executor kill test's CI failure).
+        run.fault(venue, kind, HUNT_S + FAULT_S, **params)
+        wait_until(lambda: run.ledger_rows("venue=? AND created_ns>=?", (venue, t0_ns)) or None, HUNT_S,
+                   f"an order sent to {venue} during the fault", interval=0.05)
+        time.sleep(FAULT_S)
+        run.clear_faults()
+    else:
+        run.fault(venue, kind, FAULT_S, **params)
+        time.sleep(FAULT_S)
     t1_ns = time.time_ns()
     t1 = time.monotonic()
     # Trading goes on after the fault, then a halt: what is naked must be repaired
