@@ -70,10 +70,11 @@ DELIVERY_SLACK_S = 5.0
 SCENARIO = config(LIVE_TRADING, {
     "venues": {"source": "sim", "symbols": ["BTC"]},
     "live_trading": {"allowed_symbols": ["BTC"], "max_daily_loss": MAX_DAILY_LOSS_USDT},
-    # The pair is closed 3 s after it opened whatever the premium does (the test
-    # lifts the premium again in between, polling for the open), and the
-    # next open follows at once: that is the order the guard stops the session on.
-    "strategy": {"cooldown_s": 1, "max_hold_s": 3},
+    # The pair is closed 10 s after it opened whatever the premium does (the test
+    # lifts the premium again in between, polling for the open; 3 s was once too
+    # short for a leg repaired by an unwind on a loaded host), and the next open
+    # follows at once: that is the order the guard stops the session on.
+    "strategy": {"cooldown_s": 1, "max_hold_s": 10},
 })
 
 
@@ -307,7 +308,9 @@ def lose_the_daily_limit(run: SimDaemon) -> None:
     assert {e["action"] for e in opened} <= {"open", "unwind"} and "open" in {e["action"] for e in opened}
     lifted = premium + 1.5 + SECOND_LIFT_PCT
     run.admin("/_sim/market", "POST", {"premium_pct": lifted, "baseline_pct": lifted})
+    lifted_at = time.time()
     closed = run.wait_events("trade_closed", 1, timeout=30)[0]
+    assert closed["ts"] >= lifted_at, f"the first pair closed before the premium was lifted: {closed}"
     assert closed["realized_pnl_krw"] < 0, closed
     halts = run.wait_events("halt", 1, timeout=30)
     assert halts[0]["by"] == "live_guard" and "daily loss" in halts[0]["reason"], halts

@@ -98,7 +98,8 @@ def run_fault(run: SimDaemon, venue: str, kind: str, **params: Any) -> tuple[int
         # The fault runs FAULT_S from the first order sent into it: under load a
         # fixed window can pass without one (the executor kill test's CI failure).
         run.fault(venue, kind, HUNT_S + FAULT_S, **params)
-        wait_until(lambda: run.ledger_rows("venue=? AND created_ns>=?", (venue, t0_ns)) or None, HUNT_S,
+        faulted_ns = time.time_ns()  # a row written before the fault took effect does not count
+        wait_until(lambda: run.ledger_rows("venue=? AND created_ns>=?", (venue, faulted_ns)) or None, HUNT_S,
                    f"an order sent to {venue} during the fault", interval=0.05)
         time.sleep(FAULT_S)
         run.clear_faults()
