@@ -80,7 +80,7 @@ def test_drop_closes_every_connection_and_refuses_new_ones_for_the_window(urls: 
         async with connect(urls["upbit"]["ws"]) as up, connect(urls["binance"]["ws"] + "/ethusdt@bookTicker") as bn:
             await up.send(json.dumps([{"ticket": "d"}, {"type": "orderbook", "codes": ["KRW-BTC"]}]))
             await asyncio.wait_for(up.recv(), 5)
-            reply = fault(urls, venue="upbit", kind="drop", seconds=5)
+            reply = fault(urls, venue="upbit", kind="drop", seconds=60)  # the test clears it
             assert reply["dropped"] >= 1
             with pytest.raises(ConnectionClosed):
                 while True:
@@ -118,24 +118,39 @@ def _valid(frame: bytes | str, keys: set[str]) -> bool:
     return isinstance(msg, dict) and keys <= set(msg) and not isinstance(msg.get("timestamp", 0), str)
 
 
+BINANCE_TOP_KEYS = {"u", "s", "b", "B", "a", "A"}
+UPBIT_BOOK_KEYS = {"type", "code", "orderbook_units"}
+
+
+async def from_first_garbage(ws: Any, keys: set[str], n: int) -> list[bytes | str]:
+    """``n`` frames from the first one that is not a valid frame: the frames
+    queued before the fault (however many the admin POSTs let pile up) are skipped."""
+    for _ in range(1000):
+        frame = await asyncio.wait_for(ws.recv(), 5)
+        if not _valid(frame, keys):
+            return [frame] + [await asyncio.wait_for(ws.recv(), 5) for _ in range(n - 1)]
+    raise AssertionError("1000 frames and none was garbage")
+
+
 def test_malformed_sends_garbage_frames(urls: dict[str, Any]) -> None:
     async def go() -> tuple[list[bytes | str], list[bytes | str]]:
         async with connect(urls["binance"]["ws"] + "/btcusdt@bookTicker") as bn, connect(urls["upbit"]["ws"]) as up:
             await up.send(json.dumps([{"ticket": "m"}, {"type": "orderbook", "codes": ["KRW-BTC"]}]))
             await asyncio.wait_for(bn.recv(), 5)
             await asyncio.wait_for(up.recv(), 5)
-            fault(urls, venue="binance", kind="malformed", seconds=2)
-            fault(urls, venue="upbit", kind="malformed", seconds=2)
-            return ([await asyncio.wait_for(bn.recv(), 5) for _ in range(6)],
-                    [await asyncio.wait_for(up.recv(), 5) for _ in range(6)])
+            # Until the autouse fixture clears it: no window for the reads to fit in.
+            fault(urls, venue="binance", kind="malformed", seconds=60)
+            fault(urls, venue="upbit", kind="malformed", seconds=60)
+            return (await from_first_garbage(bn, BINANCE_TOP_KEYS, 6),
+                    await from_first_garbage(up, UPBIT_BOOK_KEYS, 6))
     binance, upbit = run(go())
-    # A couple of frames may have been queued before the fault.
-    assert sum(not _valid(f, {"u", "s", "b", "B", "a", "A"}) for f in binance) >= 4
-    assert sum(not _valid(f, {"type", "code", "orderbook_units"}) for f in upbit) >= 4
+    # Once garbage starts, every frame is garbage while the fault lasts.
+    assert not [f for f in binance if _valid(f, BINANCE_TOP_KEYS)], binance
+    assert not [f for f in upbit if _valid(f, UPBIT_BOOK_KEYS)], upbit
 
 
 def test_http_error_gives_5xx_then_ccxt_exchange_not_available(urls: dict[str, Any]) -> None:
-    fault(urls, venue="upbit", kind="http_error", seconds=5)
+    fault(urls, venue="upbit", kind="http_error", seconds=60)  # cleared by the fixture
 
     async def go() -> None:
         ex = ccxt_upbit(urls, enableRateLimit=False)
@@ -148,8 +163,8 @@ def test_http_error_gives_5xx_then_ccxt_exchange_not_available(urls: dict[str, A
 
 
 def test_http_error_429_maps_to_each_venues_rate_limit_error(urls: dict[str, Any]) -> None:
-    fault(urls, venue="upbit", kind="http_error", seconds=5, status=429)
-    fault(urls, venue="binance", kind="http_error", seconds=5, status=429)
+    fault(urls, venue="upbit", kind="http_error", seconds=60, status=429)
+    fault(urls, venue="binance", kind="http_error", seconds=60, status=429)
 
     async def go() -> None:
         up, bn = ccxt_upbit(urls, enableRateLimit=False), ccxt_binance(urls, enableRateLimit=False)
@@ -169,7 +184,7 @@ def test_delay_holds_the_reply_after_the_order_is_taken(urls: dict[str, Any]) ->
         ex = ccxt_binance(urls, enableRateLimit=False)
         try:
             await ex.load_markets()
-            fault(urls, venue="binance", kind="delay", seconds=5, delay_s=0.5)
+            fault(urls, venue="binance", kind="delay", seconds=60, delay_s=0.5)
             ex.timeout = 200  # ms
             with pytest.raises(ccxt.RequestTimeout):
                 await ex.create_order("XRP/USDT", "market", "buy", 20, None, {"clientOrderId": "slow-1"})
@@ -181,8 +196,8 @@ def test_delay_holds_the_reply_after_the_order_is_taken(urls: dict[str, Any]) ->
 
 
 def test_insufficient_funds_fault_rejects_new_orders(urls: dict[str, Any]) -> None:
-    fault(urls, venue="upbit", kind="insufficient_funds", seconds=5)
-    fault(urls, venue="binance", kind="insufficient_funds", seconds=5)
+    fault(urls, venue="upbit", kind="insufficient_funds", seconds=60)
+    fault(urls, venue="binance", kind="insufficient_funds", seconds=60)
 
     async def go() -> None:
         up, bn = ccxt_upbit(urls, enableRateLimit=False), ccxt_binance(urls, enableRateLimit=False)
