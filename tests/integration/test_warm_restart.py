@@ -36,12 +36,12 @@ def state_file(run: SimDaemon):
     return run.run.state_dir / "engine_baseline.json"
 
 
-def kill_engine(run: SimDaemon) -> float:
+def kill_engine(run: SimDaemon) -> int:
+    """SIGKILL the engine; its replacement's pid once status shows it."""
     old = engine(run)["pid"]
-    t0 = time.monotonic()
     os.kill(old, signal.SIGKILL)
     run.wait_replaced("engine", old)
-    return t0
+    return int(engine(run)["pid"])
 
 
 def test_every_actor_reports_warmth_and_the_engine_waits_for_its_warm_up_at_first(paper: SimDaemon) -> None:
@@ -55,12 +55,16 @@ def test_every_actor_reports_warmth_and_the_engine_waits_for_its_warm_up_at_firs
 def test_a_killed_engine_comes_back_warm_from_its_state_file_within_seconds(paper: SimDaemon) -> None:
     wait_until(lambda: engine(paper)["warm"], WARMUP_S + 20, "the engine warm")
     wait_until(lambda: json.loads(state_file(paper).read_text())["symbols"], 5, "a saved baseline")
-    t0 = kill_engine(paper)
-    wait_until(lambda: engine(paper)["warm"], 5, "the restarted engine warm again")
-    # A cold engine is warm WARMUP_S after its own start at the earliest, and
-    # that start is after the kill: warm sooner after the kill is a restored
-    # baseline. (The 3 s kill -> trading target is the chaos suite's, p95.)
-    assert time.monotonic() - t0 < WARMUP_S
+    new = kill_engine(paper)
+    (started,) = [r["ts"] for r in paper.log_events("engine", "start") if r["pid"] == new]
+    warm_by = wait_until(lambda: time.time() if engine(paper)["warm"] else None, WARMUP_S + 20,
+                         "the restarted engine warm again")
+    # A cold engine is warm WARMUP_S after its own start at the earliest: warm
+    # sooner after the supervisor started it is a restored baseline. Timed from
+    # the start, not the kill, and by the reply that said warm (at or after it
+    # was), so a slow respawn on a loaded host can't fail it. (The 3 s kill ->
+    # trading target is the chaos suite's, p95.)
+    assert warm_by - started < WARMUP_S, f"warm {warm_by - started:.2f}s after its start"
     assert "baseline restored for" in paper.stderr()
     wait_until(lambda: "restored baseline BTC verified" in paper.stderr(), 3, "the verification's log line")
 
