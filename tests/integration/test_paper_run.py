@@ -2,9 +2,9 @@
 trades, and its printed summary agrees with the ledger.
 
 ``bin/arbd start`` with no config (``configs/paper.yaml``: paper mode, the
-embedded exchange, armed at start) for a fixed time; the total PnL it prints
-must equal, to the won, the PnL recomputed by replaying the ledger's events
-through ``arbitrage.accounting.Portfolio``.
+embedded exchange, armed at start) until a pair has closed, then ``arbd stop``;
+the total PnL it prints must equal, to the won, the PnL recomputed by
+replaying the ledger's events through ``arbitrage.accounting.Portfolio``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ from tests.support.daemon import free_port
 from tests.support.ledger_check import read_ledger, replayed_pnl
 from tests.support.run_daemon import SimRuns, sim_runs
 
-RUNTIME_S = 40  # paper.yaml warms its baseline up in 10 s; pairs open and close within a minute
+# paper.yaml warms its baseline up in 10 s; pairs open and close within a
+# minute. The run stops once one has closed (a fixed runtime was once too
+# short on a loaded host); the max runtime is only a cap.
+CLOSED_WITHIN_S = 100
+RUNTIME_CAP_S = 300
 
 
 @pytest.fixture
@@ -34,21 +38,23 @@ def summary_field(stdout: str, name: str) -> str:
     return m.group(1).strip()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(200)
 def test_a_default_paper_run_trades_and_its_summary_pnl_equals_the_replayed_ledger(runs: SimRuns) -> None:
     run = runs.make(None, start=False)
 
-    run.start("--set", f"metrics.port={free_port()}", wait_running=False, max_runtime_s=RUNTIME_S)
-    code = run.wait_exit(RUNTIME_S + 40)
+    run.start("--set", f"metrics.port={free_port()}", wait_running=False, max_runtime_s=RUNTIME_CAP_S)
+    run.wait_events("trade_closed", 1, timeout=CLOSED_WITHIN_S)
+    assert run.arbd("stop", "--run-dir", str(run.run_dir)).returncode == 0
+    code = run.wait_exit(40)
 
     out = run.stdout()
     assert code == 0, run.stderr()[-3000:]
     assert "=== arbd run summary ===" in out
-    assert summary_field(out, "Exit") == "max runtime reached"
+    assert summary_field(out, "Exit") == "operator stop"
     opened = int(summary_field(out, "Trades Opened").replace(",", ""))
     closed = int(summary_field(out, "Trades Closed").replace(",", ""))
     printed_pnl = int(summary_field(out, "Total PnL").removesuffix("KRW").strip().replace(",", ""))
-    assert opened > 0, out
+    assert opened > 0 and closed > 0, out
     data = read_ledger(run.ledger())
     assert data.events, "the ledger has no order events"
     replay = replayed_pnl(data.events)
