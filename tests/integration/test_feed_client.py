@@ -44,6 +44,11 @@ def post_fault(admin: str, **body: Any) -> dict[str, Any]:
         return json.load(resp)
 
 
+def clear_faults(admin: str) -> None:
+    with urllib.request.urlopen(urllib.request.Request(f"{admin}/_sim/fault", method="DELETE"), timeout=5) as resp:
+        assert json.load(resp)["ok"]
+
+
 class Books:
     """Collects BookTops from the feed thread."""
 
@@ -124,8 +129,10 @@ def test_upbit_fx_book_is_usdt_in_krw(sim, feeds):
 def test_a_paused_feed_is_detected_as_stale_and_reconnected(sim, feeds, venue):
     client, _ = feeds(sim, venue, stale_after_s=0.5)
     wait_until(tops_after(client, 5), what="first books")
-    post_fault(sim["admin"], venue=venue, kind="pause", seconds=1.2)
+    # Until the client has seen it: a loaded host may run its stale timer late.
+    post_fault(sim["admin"], venue=venue, kind="pause", seconds=30)
     wait_until(lambda: client.snapshot().stale_disconnects >= 1, what="stale detection")
+    clear_faults(sim["admin"])
     before = client.snapshot().tops
     wait_until(lambda: client.snapshot().tops > before + 3 and client.snapshot().connected,
                what="books after the pause")
@@ -150,9 +157,10 @@ def test_a_dropped_connection_is_reconnected(sim, feeds, venue):
 def test_handshakes_refused_during_a_drop_are_retried_with_backoff(sim, feeds):
     client, _ = feeds(sim, "binance")
     wait_until(tops_after(client, 5), what="first books")
-    post_fault(sim["admin"], venue="binance", kind="drop", seconds=1.0)
+    post_fault(sim["admin"], venue="binance", kind="drop", seconds=30)  # until a handshake was refused
     wait_until(lambda: client.snapshot().reconnects >= 2, what="refused handshakes")
     assert "503" in client.snapshot().last_error
+    clear_faults(sim["admin"])
     before = client.snapshot().tops
     wait_until(tops_after(client, before + 3), what="books after the drop ended")
     s = client.snapshot()
