@@ -187,7 +187,7 @@ class ExecutorActor(RoleActor):
             return
         # Durable before sent: the one rule that makes restarts safe.
         self.ledger.record_intent(intent, d.scale, [(lg.client_order_id, lg.venue, lg.side, lg.qty, lg.price)
-                                                     for lg in legs])
+                                                     for lg in legs], decided_ns=d.ts_ns)
         if probes:  # the probed venue's leg alone first: a refusal there leaves nothing naked
             legs.sort(key=lambda lg: lg.venue not in probes)
         first, rest = (legs[:1], legs[1:]) if probes else (legs, [])

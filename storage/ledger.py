@@ -22,11 +22,15 @@ from messages import OrderEvent, OrderIntent, clock  # times are market time (a 
 UNRESOLVED = ("pending", "sent", "open", "partially_filled", "unknown")
 WAL_PRIME_BYTES = 4 << 20  # ~1,000 pages: SQLite's usual checkpoint size
 
+# Columns added after the first release: (table, column, declaration).
+_ADDED_COLUMNS = (("intents", "decided_ns", "INTEGER NOT NULL DEFAULT 0"),)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
   intent_id TEXT PRIMARY KEY, pair_id TEXT NOT NULL, action TEXT NOT NULL,
   symbol TEXT NOT NULL, direction TEXT NOT NULL, notional_krw REAL NOT NULL,
-  scale REAL NOT NULL, created_ns INTEGER NOT NULL, origin_ts_ns INTEGER NOT NULL
+  scale REAL NOT NULL, created_ns INTEGER NOT NULL, origin_ts_ns INTEGER NOT NULL,
+  decided_ns INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS orders (
   client_order_id TEXT PRIMARY KEY, intent_id TEXT NOT NULL, pair_id TEXT NOT NULL,
@@ -80,11 +84,25 @@ class Ledger:
         self.db.execute("PRAGMA synchronous=FULL")
         self._sync = "FULL"
         self.db.executescript(_SCHEMA)  # harmless if present; lets readers start first
+        self._add_missing_columns()
         if not readonly:
             # Checkpoints run from checkpoint() (the executor's tick), never
             # inside the write that precedes a send.
             self.db.execute("PRAGMA wal_autocheckpoint=0")
             self._prime_wal()
+
+    def _add_missing_columns(self) -> None:
+        """A ledger from an older arbd gains the columns added since (with their
+        defaults: 0 = not known). Every actor opening it may try at once."""
+        for table, column, decl in _ADDED_COLUMNS:
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column in have:
+                continue
+            try:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e):
+                    raise
 
     @classmethod
     def reader(cls, path: Path) -> Ledger:
@@ -147,19 +165,21 @@ class Ledger:
             self._sync = level
 
     # -- writes (executor only) ------------------------------------------------
-    def record_intent(self, intent: OrderIntent, scale: float, legs: list[tuple[str, str, str, float, float]]
-                      ) -> bool:
+    def record_intent(self, intent: OrderIntent, scale: float, legs: list[tuple[str, str, str, float, float]],
+                      decided_ns: int = 0) -> bool:
         """Record an intent and its legs ``(client_order_id, venue, side, qty, price)``
-        as pending, atomically. False if the intent was recorded before."""
+        as pending, atomically; ``decided_ns`` is when the guard approved it.
+        False if the intent was recorded before."""
         now = clock.time_ns()
         self._synchronous("FULL")  # on disk before the order it records is sent
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:  # the primary key says whether it was recorded before (no SELECT first)
                 self.db.execute(
-                    "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO intents (intent_id, pair_id, action, symbol, direction, notional_krw, scale,"
+                    " created_ns, origin_ts_ns, decided_ns) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (intent.id, intent.pair_id, intent.action, intent.symbol, intent.direction,
-                     intent.notional_krw, scale, now, intent.origin_ts_ns))
+                     intent.notional_krw, scale, now, intent.origin_ts_ns, decided_ns))
             except sqlite3.IntegrityError:
                 self.db.execute("ROLLBACK")
                 return False
@@ -222,6 +242,14 @@ class Ledger:
     def unresolved(self) -> list[OrderRow]:
         marks = ",".join("?" * len(UNRESOLVED))
         return self.orders(f"status IN ({marks})", UNRESOLVED)
+
+    def decisions(self) -> dict[str, int]:
+        """When the guard approved each intent (``decided_ns``), where known:
+        an older ledger's intents, and a file without the column, have none."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(intents)")}
+        if "decided_ns" not in have:
+            return {}
+        return dict(self.db.execute("SELECT intent_id, decided_ns FROM intents WHERE decided_ns > 0").fetchall())
 
     def orders_for_intent(self, intent_id: str) -> list[OrderRow]:
         return self.orders("intent_id=?", (intent_id,))

@@ -9,8 +9,8 @@ from storage.ledger import Ledger
 from tests.chaos.runner import MAX_EXPOSURE_KRW, ChaosResult, FaultRecord, Sample
 from tests.support import chaos_invariants as inv
 
-# See chaos_invariants' docstring: an order written to the ledger within this
-# long after a closed window opened was decided while open (one bus hop).
+# See chaos_invariants' docstring: an order decided within this long after a
+# closed window opened was decided before the closure reached the guard (one bus hop).
 IN_FLIGHT_TOLERANCE_S = 0.25
 # Status windows start when the *status view* sees a dead actor; the guard
 # learns it from the supervisor's report, published on every child state change.
@@ -152,7 +152,15 @@ def undisturbed_wait(r: ChaosResult, accepted: list[tuple[int, str]]) -> dict[st
     return inv.percentiles(waits, (50, 95))
 
 
-def cold_engine_orders(r: ChaosResult, rows: list[Any], kills: list[int]) -> list[str]:
+def decided_at(row: Any, decided: dict[str, int]) -> int:
+    """When the guard approved the order's intent, else when the executor wrote
+    it (a ledger from before decision times): the ledger write can lag the
+    decision by however long a loaded host stalls the executor."""
+    return decided.get(row.intent_id, row.created_ns)
+
+
+def cold_engine_orders(r: ChaosResult, rows: list[Any], kills: list[int],
+                       decided: dict[str, int] | None = None) -> list[str]:
     """An order decided on quotes after the engine was killed, for a symbol the
     new engine had not yet published an opportunity for (so: priced off a cold
     or unchecked baseline, or off nothing). The engine only publishes with a
@@ -162,17 +170,18 @@ def cold_engine_orders(r: ChaosResult, rows: list[Any], kills: list[int]) -> lis
     for i, k in enumerate(sorted(kills)):
         nxt = sorted(kills)[i + 1] if i + 1 < len(kills) else r.end_ns
         for row in rows:
-            if row.action not in DECIDED_ON_QUOTES or not k + tol < row.created_ns < nxt:
+            at = decided_at(row, decided or {})
+            if row.action not in DECIDED_ON_QUOTES or not k + tol < at < nxt:
                 continue
             first = min((t for (_, sym), t in r.first_opp.items() if sym == row.symbol and t > k), default=None)
-            if first is None or row.created_ns < first - 50_000_000:
+            if first is None or at < first - 50_000_000:
                 out.append(f"{row.client_order_id} ({row.action} {row.symbol}) decided "
-                           f"{(row.created_ns - k) / 1e9:.2f}s after an engine kill, before the new engine's "
+                           f"{(at - k) / 1e9:.2f}s after an engine kill, before the new engine's "
                            "first opportunity for it (cold or unchecked baseline)")
     return out
 
 
-def stale_quote_orders(r: ChaosResult, rows: list[Any]) -> list[str]:
+def stale_quote_orders(r: ChaosResult, rows: list[Any], decided: dict[str, int] | None = None) -> list[str]:
     """An order decided on quotes while its venue's quotes were older than the
     engine's limit (seen on the bus, which carries a thinned copy)."""
     import bisect
@@ -183,11 +192,12 @@ def stale_quote_orders(r: ChaosResult, rows: list[Any]) -> list[str]:
     start = r.schedule_start_ns or 0
     for row in rows:
         ts = books.get(row.venue)
-        if row.action not in DECIDED_ON_QUOTES or not ts or row.created_ns < start:
+        at = decided_at(row, decided or {})
+        if row.action not in DECIDED_ON_QUOTES or not ts or at < start:
             continue
-        i = bisect.bisect_right(ts, row.created_ns)
-        if i == 0 or row.created_ns - ts[i - 1] > limit:
-            age = (row.created_ns - ts[i - 1]) / 1e9 if i else float("inf")
+        i = bisect.bisect_right(ts, at)
+        if i == 0 or at - ts[i - 1] > limit:
+            age = (at - ts[i - 1]) / 1e9 if i else float("inf")
             out.append(f"{row.client_order_id} ({row.action} {row.venue} {row.symbol}) decided on quotes "
                        f"{age:.2f}s old")
     return out
@@ -210,6 +220,7 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
     ledger = Ledger(r.ledger_path, readonly=True)
     try:
         rows = ledger.orders()
+        decided = ledger.decisions()
         events = list(ledger.events())
     finally:
         ledger.close()
@@ -228,10 +239,10 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
     status_windows = inv.windows_from_samples(r.samples, r.end_ns)
     p += inv.orders_in_closed_windows(r.sim_orders, rows, guard_windows,
                                       tolerance_ns=int(IN_FLIGHT_TOLERANCE_S * 1e9),
-                                      accept_slack_ns=int(ACCEPT_SLACK_S * 1e9))
+                                      accept_slack_ns=int(ACCEPT_SLACK_S * 1e9), decided=decided)
     p += inv.orders_in_closed_windows(r.sim_orders, rows, status_windows,
                                       tolerance_ns=int(STATUS_TOLERANCE_S * 1e9),
-                                      accept_slack_ns=int(ACCEPT_SLACK_S * 1e9))
+                                      accept_slack_ns=int(ACCEPT_SLACK_S * 1e9), decided=decided)
 
     # 3. exposure never above the limit (ledger replay and every status sample)
     a.peak_exposure_krw, exp_problems = inv.exposure_over_time(events, max_exposure_krw)
@@ -293,8 +304,8 @@ def analyse(r: ChaosResult, *, max_exposure_krw: float = MAX_EXPOSURE_KRW,
                     if x.fault.target == "engine" and x.pid and x.fault.kind in ("kill", "sigstop")
                     and not x.note.startswith("could not apply")
                     and (x.fault.kind == "kill" or "killed by the supervisor" in x.note)]
-    p += cold_engine_orders(r, rows, engine_kills)[:10]
-    p += stale_quote_orders(r, rows)[:10]
+    p += cold_engine_orders(r, rows, engine_kills, decided)[:10]
+    p += stale_quote_orders(r, rows, decided)[:10]
     share = order_rate_share(r, accepted)
     if share is not None:
         a.rate_share = share[2]

@@ -92,8 +92,8 @@ def test_a_schedule_too_short_for_its_coverage_is_refused() -> None:
 # -- the invariant checks catch what they should (pure, fast) -------------------------------
 
 
-def _row(cid: str, status: str = "filled", filled: float = 1.0, created_ns: int = 10) -> OrderRow:
-    return OrderRow(client_order_id=cid, intent_id="i", pair_id="p", action="open", venue="upbit",
+def _row(cid: str, status: str = "filled", filled: float = 1.0, created_ns: int = 10, intent_id: str = "i") -> OrderRow:
+    return OrderRow(client_order_id=cid, intent_id=intent_id, pair_id="p", action="open", venue="upbit",
                     symbol="BTC", side="buy", qty=1.0, price=100.0, status=status, filled_qty=filled,
                     avg_price=100.0, fee_krw=0.0, venue_order_id="", reason="", created_ns=created_ns,
                     updated_ns=created_ns)
@@ -137,6 +137,24 @@ def test_an_order_written_inside_a_closed_window_is_caught_but_one_in_flight_is_
                                             tolerance_ns=100, accept_slack_ns=10_000)
 
     assert len(problems) == 1 and problems[0].startswith("c ")
+
+
+def test_an_order_is_held_against_a_window_by_its_decision_where_the_ledger_knows_it() -> None:
+    """A decision made while open whose ledger write a stalled executor made
+    late is in flight; one decided inside the window is caught, however early
+    it was written (which cannot happen, but the decision is what counts)."""
+    w = [inv.Window(1_000, 2_000, "fail-closed: stale")]
+    stalled = (_sim("s", ts_ns=1_900), _row("s", created_ns=1_800, intent_id="i-s"))
+    decided_closed = (_sim("d", ts_ns=1_600), _row("d", created_ns=1_010, intent_id="i-d"))
+    unknown = (_sim("u", ts_ns=1_700), _row("u", created_ns=1_500, intent_id="i-u"))  # an older ledger's row
+
+    problems = inv.orders_in_closed_windows([stalled[0], decided_closed[0], unknown[0]],
+                                            [stalled[1], decided_closed[1], unknown[1]], w, tolerance_ns=100,
+                                            accept_slack_ns=10_000, decided={"i-s": 990, "i-d": 1_300})
+
+    assert [x.split()[0] for x in problems] == ["d", "u"], problems
+    assert " decided " in problems[0]
+    assert "written to the ledger" in problems[1]
 
 
 def test_windows_follow_the_guards_state_stream() -> None:

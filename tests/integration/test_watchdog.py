@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from storage.ledger import Ledger
 from tests.support.daemon import pid_gone, wait_until
 from tests.support.ledger_check import check_all, read_ledger, report
 from tests.support.run_daemon import (
@@ -38,8 +39,8 @@ from tests.support.run_daemon import (
 
 FAIL_AFTER_S = FAST["watchdog"]["fail_closed_after_s"]
 RESTART_AFTER_S = FAST["watchdog"]["restart_after_s"]
-# A guard decision made just before fail-closed may still be on its way to
-# the executor (guard -> executor -> ledger) when the closure is logged.
+# Orders are timed by the guard's decision (the ledger's decided_ns); this is
+# slack for the guard's closure event being written a moment after it closed.
 IN_FLIGHT_S = 0.25
 MAX_EXPOSURE_KRW = 500_000.0
 
@@ -112,21 +113,31 @@ def watch_episode(run: SimDaemon, venue: str, start_ns: int, reason_re: str,
 
 
 def orders_between(run: SimDaemon, start_ns: int, end_ns: int) -> list[dict]:
-    """Orders the exchange accepted that arbd wrote in [start, end), leg repairs
-    left out: while fail-closed the behaviour is reducing, and an unwind that
-    shrinks a broken hedge may pass (issue 12); every other order is an open
-    that must not. An order is timed by its ledger row (written by the executor
-    as it sends), not by the exchange's acceptance: under load a leg the guard
-    approved before the closure can reach the exchange well after it. An order
-    the ledger lacks is timed by the exchange."""
+    """Orders the exchange accepted that the guard approved in [start, end), leg
+    repairs left out: while fail-closed the behaviour is reducing, and an unwind
+    that shrinks a broken hedge may pass (issue 12); every other order is an
+    open that must not. An order is timed by its guard decision (the ledger's
+    decided_ns), not by the executor's ledger write or the exchange's
+    acceptance: under load a leg the guard approved before the closure can be
+    written and reach the exchange well after it. Where the ledger has no
+    decision time, the write times it; an order the ledger lacks, the exchange."""
     rows = {r["client_order_id"]: r for r in run.ledger_rows()}
+    reader = Ledger.reader(run.run.ledger_path)
+    try:
+        decided = reader.decisions()
+    finally:
+        reader.close()
+    assert decided or not rows, "the executor recorded no guard decision time"
     late = []
     for o in run.sim_orders():
         row = rows.get(o.get("client_order_id"))
         if row is not None and row["action"] == "unwind":
             continue
-        written_ns = int(row["created_ns"]) if row is not None else int(o["ts_ns"])
-        if start_ns <= written_ns < end_ns:
+        if row is None:
+            at_ns = int(o["ts_ns"])
+        else:
+            at_ns = decided.get(row["intent_id"], int(row["created_ns"]))
+        if start_ns <= at_ns < end_ns:
             late.append(o)
     return late
 

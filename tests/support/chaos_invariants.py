@@ -7,26 +7,30 @@ ledger's rows and events (``storage.ledger``), closed windows as
 ``(start_ns, end_ns, why)``, and status samples.
 
 Tolerance for in-flight sends (documented, used by ``orders_in_closed_windows``):
-an order counts as *in flight* when the executor wrote it to its ledger - the
-moment before it sends - no later than ``tolerance_ns`` after a closed window
-opened. The guard publishes a state change and the executor cross-checks the
-state it last received, one bus hop later; a decision the guard made while
-open may still be sent in that hop. The exchange may accept such an order
-later (REST latency, a 429 pause and resend of the *same* client order id),
-so acceptance time alone is not held against it; but an order whose ledger
-write falls inside a closed window beyond the tolerance is a violation, and
-so is one accepted more than ``accept_slack_ns`` after its ledger write while
-the window is closed and the write was itself inside the window. Repairs
-(``unwind``) are not held against a window: the guard's reducing behaviour
-lets an unwind that shrinks exposure through while halted or fail-closed
-(the guard's own unit tests check that it shrinks).
+an order is timed by when the guard approved it (the ledger's per-intent
+``decided_ns``), or, where that is not known, by when the executor wrote it
+to its ledger - the moment before it sends. A decision the guard made while
+open may still be sent after a window opened: the executor cross-checks the
+state it last received, one bus hop later, and a loaded host can delay the
+executor's write by more than any fixed allowance (a CI failure). So it is
+the decision that is held against the window, with ``tolerance_ns`` for the
+hop by which a closure reached the guard (a watchdog's or the supervisor's
+report). The exchange may accept such an order later (REST latency, a 429
+pause and resend of the *same* client order id), so acceptance time alone is
+not held against it; but an order decided inside a closed window beyond the
+tolerance is a violation, and so is one accepted more than
+``accept_slack_ns`` after its ledger write while the window is closed and
+the write was itself inside the window. Repairs (``unwind``) are not held
+against a window: the guard's reducing behaviour lets an unwind that shrinks
+exposure through while halted or fail-closed (the guard's own unit tests
+check that it shrinks).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,10 +189,12 @@ def guard_gaps(guard_kills_ns: Sequence[int], states: Sequence[Any], end_ns: int
 
 def orders_in_closed_windows(sim_orders: Sequence[dict[str, Any]], rows: Sequence[OrderRow],
                              windows: Sequence[Window], *, tolerance_ns: int,
-                             accept_slack_ns: int) -> list[str]:
+                             accept_slack_ns: int, decided: Mapping[str, int] | None = None) -> list[str]:
     """No order accepted by the exchange while arbd was fail-closed or halted
-    (see the module docstring for the in-flight tolerance)."""
+    (see the module docstring for the in-flight tolerance). ``decided``: the
+    guard's approval time per intent id (``Ledger.decisions``)."""
     by_cid = {r.client_order_id: r for r in rows}
+    decided = decided or {}
     problems = []
     for o in sim_orders:
         if o["status"] not in SIM_ACCEPTED:
@@ -199,12 +205,14 @@ def orders_in_closed_windows(sim_orders: Sequence[dict[str, Any]], rows: Sequenc
         if row is not None and row.action == "unwind":
             continue  # the reducing behaviour: a repair that shrinks exposure may go while closed
         written = row.created_ns if row is not None else acc
+        when, what = ((decided[row.intent_id], "decided") if row is not None and row.intent_id in decided
+                      else (written, "written to the ledger"))
         for w in windows:
             if not w.contains(acc, tolerance_ns):
                 continue
-            if w.contains(written, tolerance_ns):
-                problems.append(f"{cid} ({o['venue']} {o['side']} {o['coin']}) written to the ledger "
-                                f"{(written - w.start_ns) / 1e6:.0f} ms and accepted "
+            if w.contains(when, tolerance_ns):
+                problems.append(f"{cid} ({o['venue']} {o['side']} {o['coin']}) {what} "
+                                f"{(when - w.start_ns) / 1e6:.0f} ms and accepted "
                                 f"{(acc - w.start_ns) / 1e6:.0f} ms into a closed window ({w.why[:100]})")
             elif written > w.start_ns and acc - written > accept_slack_ns:
                 problems.append(f"{cid}: written {(written - w.start_ns) / 1e6:.0f} ms into a closed window, "

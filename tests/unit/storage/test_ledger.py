@@ -27,6 +27,39 @@ def test_an_intent_is_recorded_once(tmp_path: Path) -> None:
     assert [o.client_order_id for o in led.unresolved()] == ["c1", "c2"]
 
 
+def test_the_guards_decision_time_is_kept_per_intent(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.sqlite")
+    decided, unknown = intent(), intent()
+    led.record_intent(decided, 1.0, [("c1", "upbit", "sell", 0.001, 1e8)], decided_ns=1_700_000_000_123)
+    led.record_intent(unknown, 1.0, [("c2", "upbit", "sell", 0.001, 1e8)])
+    assert led.decisions() == {decided.id: 1_700_000_000_123}
+    assert Ledger.reader(tmp_path / "l.sqlite").decisions() == {decided.id: 1_700_000_000_123}
+
+
+OLD_INTENTS = """CREATE TABLE intents (
+  intent_id TEXT PRIMARY KEY, pair_id TEXT NOT NULL, action TEXT NOT NULL,
+  symbol TEXT NOT NULL, direction TEXT NOT NULL, notional_krw REAL NOT NULL,
+  scale REAL NOT NULL, created_ns INTEGER NOT NULL, origin_ts_ns INTEGER NOT NULL
+)"""
+
+
+def test_a_ledger_from_before_decision_times_gains_the_column_and_keeps_its_intents(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(OLD_INTENTS)
+    db.execute("INSERT INTO intents VALUES ('i-old','p','open','BTC','sell_upbit',1.0,1.0,5,0)")
+    db.commit()
+    db.close()
+    assert Ledger.reader(path).decisions() == {}  # a reader changes nothing, and copes
+
+    led = Ledger(path)
+    assert led.has_intent("i-old") and led.decisions() == {}
+    i = intent()
+    assert led.record_intent(i, 1.0, [("c1", "upbit", "sell", 0.001, 1e8)], decided_ns=42)
+    assert led.decisions() == {i.id: 42}
+    Ledger(path, readonly=True).close()  # a second opener finds the column there
+
+
 def test_events_resolve_orders_and_survive_reopening(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
     i = intent()
