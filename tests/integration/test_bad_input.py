@@ -55,6 +55,7 @@ from venues.gateway import LegOrder, LegResult, VenueReply
 from venues.live_gateway import LiveGateway
 from venues.sim.config import TEST_KEYS, SimConfig
 from venues.sim.server import SimThread
+from venues.sim.testing import sim_thread
 
 # -- configs -------------------------------------------------------------------------------
 
@@ -420,7 +421,7 @@ class GarblingProxy:
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[tuple[SimThread, dict[str, Any]]]:
-    t = SimThread(SimConfig(seed=5, rest_rate_limit_per_s=0))
+    t = sim_thread(SimConfig(seed=5, rest_rate_limit_per_s=0))
     urls = t.start()
     try:
         yield t, urls

@@ -20,7 +20,7 @@ from messages.market import BookTop
 from venues.binance import BinanceAdapter
 from venues.feed_client import FeedClient, FeedStats
 from venues.sim.config import SimConfig
-from venues.sim.server import SimThread
+from venues.sim.testing import sim_thread
 from venues.upbit import UpbitAdapter
 
 COINS = ("BTC", "ETH", "XRP")
@@ -69,7 +69,7 @@ class Books:
 
 @pytest.fixture
 def sim() -> Iterator[dict[str, Any]]:
-    thread = SimThread(SimConfig(seed=1))
+    thread = sim_thread(SimConfig(seed=1))
     urls = thread.start()
     try:
         yield urls

@@ -23,7 +23,7 @@ from venues.feed_client import FeedClient
 from venues.sim.config import SimConfig
 from venues.sim.replay import ReplayExchange, ReplayOptions
 from venues.sim.replay_books import route_of
-from venues.sim.server import SimThread
+from venues.sim.testing import sim_thread
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,7 +59,7 @@ def test_the_feeds_receive_the_tapes_frames_byte_for_byte(tmp_path: Path) -> Non
     reader = TapeReader(TAPE)
     symbols = tuple(reader.meta["symbols"])
     options = ReplayOptions(tape=TAPE, auto_start=True)
-    sim = SimThread(SimConfig(symbols=symbols), factory=lambda c: ReplayExchange(c, options))
+    sim = sim_thread(SimConfig(symbols=symbols), factory=lambda c: ReplayExchange(c, options))
     urls = sim.start()
     feeds: dict[str, tuple[Capture, FeedClient]] = {}
     try:

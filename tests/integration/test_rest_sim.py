@@ -23,7 +23,7 @@ import pytest
 from arbitrage.venue_rules import round_binance_price, round_upbit_price
 from venues.rest import VenueRest, build_binance, build_upbit
 from venues.sim.config import SimConfig
-from venues.sim.server import SimThread
+from venues.sim.testing import sim_thread
 
 VENUES = ("upbit", "binance")
 QTY = {"upbit": 0.001, "binance": 0.001}
@@ -55,7 +55,7 @@ def orders_with(sim: dict[str, Any], venue: str, client_order_id: str) -> list[d
 
 @pytest.fixture
 def sim() -> Iterator[dict[str, Any]]:
-    thread = SimThread(SimConfig(seed=3))
+    thread = sim_thread(SimConfig(seed=3))
     urls = thread.start()
     try:
         yield urls

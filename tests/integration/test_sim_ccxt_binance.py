@@ -14,13 +14,12 @@ import pytest
 
 from venues.sim.auth import binance_signature
 from venues.sim.config import SimConfig
-from venues.sim.server import SimThread
-from venues.sim.testing import admin, ccxt_binance
+from venues.sim.testing import admin, ccxt_binance, sim_thread
 
 
 @pytest.fixture(scope="module")
 def urls() -> Iterator[dict[str, Any]]:
-    sim = SimThread(SimConfig(seed=3, update_hz=20, rest_rate_limit_per_s=0))
+    sim = sim_thread(SimConfig(seed=3, update_hz=20, rest_rate_limit_per_s=0))
     yield sim.start()
     sim.stop()
 
@@ -161,7 +160,7 @@ def test_every_reply_carries_the_used_weight_header(urls: dict[str, Any]) -> Non
 
 
 def test_past_the_rate_limit_binance_answers_429_with_retry_after() -> None:
-    sim = SimThread(SimConfig(rest_rate_limit_per_s=3))
+    sim = sim_thread(SimConfig(rest_rate_limit_per_s=3))
     urls = sim.start()
     try:
         async def go(ex: Any) -> list[Any]:

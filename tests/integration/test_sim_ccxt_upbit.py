@@ -13,13 +13,12 @@ import pytest
 
 from venues.sim.auth import make_upbit_jwt
 from venues.sim.config import SimConfig
-from venues.sim.server import SimThread
-from venues.sim.testing import admin, ccxt_upbit
+from venues.sim.testing import admin, ccxt_upbit, sim_thread
 
 
 @pytest.fixture(scope="module")
 def urls() -> Iterator[dict[str, Any]]:
-    sim = SimThread(SimConfig(seed=4, update_hz=20, rest_rate_limit_per_s=0))
+    sim = sim_thread(SimConfig(seed=4, update_hz=20, rest_rate_limit_per_s=0))
     yield sim.start()
     sim.stop()
 
@@ -168,7 +167,7 @@ def test_post_body_is_hashed_in_the_order_sent(urls: dict[str, Any]) -> None:
 
 
 def test_past_the_rate_limit_upbit_answers_plain_text_429() -> None:
-    sim = SimThread(SimConfig(rest_rate_limit_per_s=3))
+    sim = sim_thread(SimConfig(rest_rate_limit_per_s=3))
     urls = sim.start()
     try:
         async def go(ex: Any) -> list[Any]:

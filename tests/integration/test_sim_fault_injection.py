@@ -15,13 +15,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from venues.sim.config import SimConfig
-from venues.sim.server import SimThread
-from venues.sim.testing import admin, ccxt_binance, ccxt_upbit
+from venues.sim.testing import admin, ccxt_binance, ccxt_upbit, sim_thread
 
 
 @pytest.fixture(scope="module")
 def urls() -> Iterator[dict[str, Any]]:
-    sim = SimThread(SimConfig(seed=6, update_hz=50, rest_rate_limit_per_s=0))
+    sim = sim_thread(SimConfig(seed=6, update_hz=50, rest_rate_limit_per_s=0))
     yield sim.start()
     sim.stop()
 

@@ -18,7 +18,7 @@ from supervisors.config import load_config
 from supervisors.ports import listenable
 from supervisors.sim_ports import PORT_KEYS, assign_sim_ports
 from tests.support.daemon import ARBD
-from venues.sim.server import SimThread
+from venues.sim.testing import sim_thread
 
 
 def test_ephemeral_sim_ports_stay_reserved_and_a_restarted_sim_serves_on_them() -> None:
@@ -30,7 +30,7 @@ def test_ephemeral_sim_ports_stay_reserved_and_a_restarted_sim_serves_on_them() 
         # Another program (or an outgoing connection's source port) cannot take them.
         assert not any(listenable("127.0.0.1", p) for p in ports)
         for _incarnation in range(2):  # a sim restarted by the supervisor binds them again
-            sim = SimThread(sim_config(dict(cfg.sim), tuple(cfg.venues.symbols)))
+            sim = sim_thread(sim_config(dict(cfg.sim), tuple(cfg.venues.symbols)))
             urls = sim.start()
             try:
                 assert urls["upbit"]["rest"] == cfg.venues.upbit_rest

@@ -24,8 +24,8 @@ from arbitrage.venue_rules import round_binance_qty, round_upbit_price, round_up
 from venues.private_streams import BalanceUpdate, BinanceUserStream, OrderUpdate, UpbitPrivateStream
 from venues.sim.auth import binance_signature, make_upbit_jwt
 from venues.sim.config import SimConfig
-from venues.sim.server import SimExchange, SimThread
-from venues.sim.testing import admin
+from venues.sim.server import SimExchange
+from venues.sim.testing import admin, sim_thread
 
 # A stream event is stamped (Binance ``E``, Upbit ``timestamp``) within the
 # budget of the order the exchange recorded: the sender's clock, which a
@@ -39,7 +39,7 @@ STREAMS = {"binance": BinanceUserStream, "upbit": UpbitPrivateStream}
 def urls() -> Iterator[dict[str, Any]]:
     # Books move 4 times a second: a partial IOC sized from the touch it just
     # read must land before the touch moves, also on a loaded machine.
-    sim = SimThread(SimConfig(seed=11, update_hz=4))
+    sim = sim_thread(SimConfig(seed=11, update_hz=4))
     yield sim.start()
     sim.stop()
 

@@ -23,8 +23,7 @@ import pytest
 from venues.sim.auth import binance_signature, make_upbit_jwt
 from venues.sim.config import SimConfig, SimConfigError
 from venues.sim.core import SimCore
-from venues.sim.server import SimThread
-from venues.sim.testing import admin, ccxt_binance, ccxt_upbit
+from venues.sim.testing import admin, ccxt_binance, ccxt_upbit, sim_thread
 
 Reply = tuple[int, Any, dict[str, str]]
 
@@ -44,7 +43,7 @@ class Clock:
 
 @contextmanager
 def running(**overrides: Any) -> Iterator[tuple[dict[str, Any], Clock]]:
-    sim = SimThread(SimConfig(seed=11, **overrides))
+    sim = sim_thread(SimConfig(seed=11, **overrides))
     urls = sim.start()
     clock = Clock()
 

@@ -13,13 +13,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from venues.sim.config import SimConfig
-from venues.sim.server import SimThread
-from venues.sim.testing import ccxt_binance, ccxt_upbit
+from venues.sim.testing import ccxt_binance, ccxt_upbit, sim_thread
 
 
 @pytest.fixture(scope="module")
 def urls() -> Iterator[dict[str, Any]]:
-    sim = SimThread(SimConfig(seed=5, update_hz=50, rest_rate_limit_per_s=0))
+    sim = sim_thread(SimConfig(seed=5, update_hz=50, rest_rate_limit_per_s=0))
     yield sim.start()
     sim.stop()
 
@@ -137,7 +136,7 @@ def test_raw_binance_diff_depth_continues_from_the_rest_snapshot(urls: dict[str,
 
 
 def test_binance_server_pings_and_drops_a_chatty_client() -> None:
-    sim = SimThread(SimConfig(binance_ping_interval_s=0.2, binance_ws_msg_limit_per_s=5))
+    sim = sim_thread(SimConfig(binance_ping_interval_s=0.2, binance_ws_msg_limit_per_s=5))
     urls = sim.start()
     try:
         async def go() -> tuple[aiohttp.WSMsgType, int | None]:
@@ -232,7 +231,7 @@ def test_raw_upbit_answers_text_ping_and_protocol_ping(urls: dict[str, Any]) -> 
 
 
 def test_upbit_closes_an_idle_connection() -> None:
-    sim = SimThread(SimConfig(upbit_idle_timeout_s=0.3))
+    sim = sim_thread(SimConfig(upbit_idle_timeout_s=0.3))
     urls = sim.start()
     try:
         async def go() -> None:

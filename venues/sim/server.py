@@ -164,9 +164,14 @@ class SimThread:
     """``SimExchange`` on its own event loop in a background thread (tests, the ``sim`` actor)."""
 
     def __init__(self, config: SimConfig | None = None,
-                 factory: Callable[[SimConfig], SimExchange] | None = None) -> None:
+                 factory: Callable[[SimConfig], SimExchange] | None = None,
+                 loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop) -> None:
         self.config = config or SimConfig()
         self.factory = factory or SimExchange  # a ReplayExchange for a backtest
+        # uvloop: a venue answers an order in well under a millisecond; the stdlib
+        # loop made the exchange's own overhead part of arbd's measured latency.
+        # In-process test sims take the stdlib loop (venues.sim.testing.sim_thread).
+        self.loop_factory = loop_factory
         self.urls: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sim: SimExchange | None = None
@@ -188,9 +193,7 @@ class SimThread:
         return self.urls
 
     def _run(self) -> None:
-        # uvloop: a venue answers an order in well under a millisecond; the stdlib
-        # loop made the exchange's own overhead part of arbd's measured latency.
-        loop = self._loop = uvloop.new_event_loop()
+        loop = self._loop = self.loop_factory()
         asyncio.set_event_loop(loop)
         sim = self._sim = self.factory(self.config)
         try:

@@ -5,10 +5,29 @@ tiny blocking admin client.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
+
+from venues.sim.config import SimConfig
+from venues.sim.server import SimExchange, SimThread
+
+
+def sim_thread(config: SimConfig | None = None,
+               factory: Callable[[SimConfig], SimExchange] | None = None) -> SimThread:
+    """A ``SimThread`` for a test process, on the stdlib event loop.
+
+    A pytest worker starts and stops dozens of sims, several alive at once, in
+    one process. A worker died of SIGABRT from a thread without Python code
+    while two sims' uvloop loops ran; uvloop 0.22.1's libuv (1.48) aborts the
+    whole process when an fd it watches is closed behind its back (libuv issue
+    #5130), the likely cause. The daemon's sim process runs one sim for its
+    life and keeps uvloop; the protocol under test is the same.
+    """
+    return SimThread(config, factory, loop_factory=asyncio.new_event_loop)
 
 BINANCE_OPTIONS: dict[str, Any] = {
     "fetchMarkets": {"types": ["spot"]},
