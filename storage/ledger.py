@@ -22,15 +22,17 @@ from messages import OrderEvent, OrderIntent, clock  # times are market time (a 
 UNRESOLVED = ("pending", "sent", "open", "partially_filled", "unknown")
 WAL_PRIME_BYTES = 4 << 20  # ~1,000 pages: SQLite's usual checkpoint size
 
-# Columns added after the first release: (table, column, declaration).
-_ADDED_COLUMNS = (("intents", "decided_ns", "INTEGER NOT NULL DEFAULT 0"),)
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
   intent_id TEXT PRIMARY KEY, pair_id TEXT NOT NULL, action TEXT NOT NULL,
   symbol TEXT NOT NULL, direction TEXT NOT NULL, notional_krw REAL NOT NULL,
-  scale REAL NOT NULL, created_ns INTEGER NOT NULL, origin_ts_ns INTEGER NOT NULL,
-  decided_ns INTEGER NOT NULL DEFAULT 0
+  scale REAL NOT NULL, created_ns INTEGER NOT NULL, origin_ts_ns INTEGER NOT NULL
+);
+-- When the guard approved an intent (0.4.2). A table of its own, not a column
+-- of intents: an older arbd's writer (INSERT INTO intents VALUES with nine
+-- values) keeps working on a ledger this version has opened, and back.
+CREATE TABLE IF NOT EXISTS decisions (
+  intent_id TEXT PRIMARY KEY, decided_ns INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS orders (
   client_order_id TEXT PRIMARY KEY, intent_id TEXT NOT NULL, pair_id TEXT NOT NULL,
@@ -84,25 +86,11 @@ class Ledger:
         self.db.execute("PRAGMA synchronous=FULL")
         self._sync = "FULL"
         self.db.executescript(_SCHEMA)  # harmless if present; lets readers start first
-        self._add_missing_columns()
         if not readonly:
             # Checkpoints run from checkpoint() (the executor's tick), never
             # inside the write that precedes a send.
             self.db.execute("PRAGMA wal_autocheckpoint=0")
             self._prime_wal()
-
-    def _add_missing_columns(self) -> None:
-        """A ledger from an older arbd gains the columns added since (with their
-        defaults: 0 = not known). Every actor opening it may try at once."""
-        for table, column, decl in _ADDED_COLUMNS:
-            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
-            if column in have:
-                continue
-            try:
-                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-            except sqlite3.OperationalError as e:
-                if "duplicate column" not in str(e):
-                    raise
 
     @classmethod
     def reader(cls, path: Path) -> Ledger:
@@ -176,13 +164,14 @@ class Ledger:
             self.db.execute("BEGIN IMMEDIATE")
             try:  # the primary key says whether it was recorded before (no SELECT first)
                 self.db.execute(
-                    "INSERT INTO intents (intent_id, pair_id, action, symbol, direction, notional_krw, scale,"
-                    " created_ns, origin_ts_ns, decided_ns) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?,?)",
                     (intent.id, intent.pair_id, intent.action, intent.symbol, intent.direction,
-                     intent.notional_krw, scale, now, intent.origin_ts_ns, decided_ns))
+                     intent.notional_krw, scale, now, intent.origin_ts_ns))
             except sqlite3.IntegrityError:
                 self.db.execute("ROLLBACK")
                 return False
+            if decided_ns:  # same commit, same fsync: no cost on the order path but a row
+                self.db.execute("INSERT INTO decisions VALUES (?,?)", (intent.id, decided_ns))
             for cid, venue, side, qty, price in legs:
                 self.db.execute(
                     "INSERT INTO orders (client_order_id, intent_id, pair_id, action, venue, symbol, side,"
@@ -244,12 +233,12 @@ class Ledger:
         return self.orders(f"status IN ({marks})", UNRESOLVED)
 
     def decisions(self) -> dict[str, int]:
-        """When the guard approved each intent (``decided_ns``), where known:
-        an older ledger's intents, and a file without the column, have none."""
-        have = {row[1] for row in self.db.execute("PRAGMA table_info(intents)")}
-        if "decided_ns" not in have:
+        """When the guard approved each intent, where known: intents an older
+        arbd recorded have none, and neither has a file without the table
+        (``reader`` creates nothing)."""
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='decisions'").fetchone() is None:
             return {}
-        return dict(self.db.execute("SELECT intent_id, decided_ns FROM intents WHERE decided_ns > 0").fetchall())
+        return dict(self.db.execute("SELECT intent_id, decided_ns FROM decisions").fetchall())
 
     def orders_for_intent(self, intent_id: str) -> list[OrderRow]:
         return self.orders("intent_id=?", (intent_id,))

@@ -307,8 +307,8 @@ def lose_the_daily_limit(run: SimDaemon) -> None:
     assert {(e["venue"], e["side"]) for e in opened} == {("upbit", "sell"), ("binance", "buy")}, opened
     assert {e["action"] for e in opened} <= {"open", "unwind"} and "open" in {e["action"] for e in opened}
     lifted = premium + 1.5 + SECOND_LIFT_PCT
+    lifted_at = time.time()  # the lift takes effect while the POST is handled
     run.admin("/_sim/market", "POST", {"premium_pct": lifted, "baseline_pct": lifted})
-    lifted_at = time.time()
     closed = run.wait_events("trade_closed", 1, timeout=30)[0]
     assert closed["ts"] >= lifted_at, f"the first pair closed before the premium was lifted: {closed}"
     assert closed["realized_pnl_krw"] < 0, closed

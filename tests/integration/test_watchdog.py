@@ -4,7 +4,9 @@ feed process, a leaking actor, and the long-run snapshots.
 The stale-feed tests share one ``live_trading`` daemon (enabled, armed, test
 keys in the environment) so that every order is visible at the embedded
 exchange's ``/_sim/orders``: "no order while fail-closed" is checked against
-the exchange's own acceptance times. Watchdog timings are shortened
+when the guard approved each order the exchange accepted (the ledger's
+decision times), so an order decided before the closure and sent just after
+it is told from one decided while closed. Watchdog timings are shortened
 (fail-closed after 1.5 s, feed restart after 3 s, clear after 1 s fresh).
 """
 
@@ -39,8 +41,10 @@ from tests.support.run_daemon import (
 
 FAIL_AFTER_S = FAST["watchdog"]["fail_closed_after_s"]
 RESTART_AFTER_S = FAST["watchdog"]["restart_after_s"]
-# Orders are timed by the guard's decision (the ledger's decided_ns); this is
-# slack for the guard's closure event being written a moment after it closed.
+# Only for an order without a decision time, timed by the executor's ledger
+# write: a decision made just before the closure may be written after it
+# (guard -> executor -> ledger). A decision time needs no slack: the guard
+# writes its closure event after it has closed, and approves nothing after.
 IN_FLIGHT_S = 0.25
 MAX_EXPOSURE_KRW = 500_000.0
 
@@ -117,10 +121,11 @@ def orders_between(run: SimDaemon, start_ns: int, end_ns: int) -> list[dict]:
     repairs left out: while fail-closed the behaviour is reducing, and an unwind
     that shrinks a broken hedge may pass (issue 12); every other order is an
     open that must not. An order is timed by its guard decision (the ledger's
-    decided_ns), not by the executor's ledger write or the exchange's
+    decision times), not by the executor's ledger write or the exchange's
     acceptance: under load a leg the guard approved before the closure can be
     written and reach the exchange well after it. Where the ledger has no
-    decision time, the write times it; an order the ledger lacks, the exchange."""
+    decision time, the write times it, from IN_FLIGHT_S after ``start``; an
+    order the ledger lacks, the exchange."""
     rows = {r["client_order_id"]: r for r in run.ledger_rows()}
     reader = Ledger.reader(run.run.ledger_path)
     try:
@@ -133,11 +138,12 @@ def orders_between(run: SimDaemon, start_ns: int, end_ns: int) -> list[dict]:
         row = rows.get(o.get("client_order_id"))
         if row is not None and row["action"] == "unwind":
             continue
-        if row is None:
-            at_ns = int(o["ts_ns"])
+        if row is not None and row["intent_id"] in decided:
+            at_ns, from_ns = decided[row["intent_id"]], start_ns
         else:
-            at_ns = decided.get(row["intent_id"], int(row["created_ns"]))
-        if start_ns <= at_ns < end_ns:
+            at_ns = int(row["created_ns"]) if row is not None else int(o["ts_ns"])
+            from_ns = start_ns + int(IN_FLIGHT_S * 1e9)
+        if from_ns <= at_ns < end_ns:
             late.append(o)
     return late
 
@@ -176,8 +182,8 @@ def test_a_paused_venue_stream_fails_trading_closed_restarts_the_feed_and_clears
 
     assert (raised - t0) / 1e9 <= FAIL_AFTER_S + 1.0, f"fail-closed after {(raised - t0) / 1e9:.2f}s"
     guard_at = guard_raised_at(live, "stale.upbit", t0 / 1e9)
-    late = orders_between(live, int((guard_at + IN_FLIGHT_S) * 1e9), ep.last_closed(raised))
-    assert not late, f"orders accepted while fail-closed: {late}"
+    late = orders_between(live, int(guard_at * 1e9), ep.last_closed(raised))
+    assert not late, f"orders the guard approved while fail-closed: {late}"
     restarts = [r for r in live.log_events("feed.upbit") if r["ts"] >= t0 / 1e9 and r["event"] == "restart"]
     assert restarts, live.log_events("feed.upbit")
     asked = [e for e in live.events("restart") if e.get("target") == "feed.upbit" and e["ts"] >= t0 / 1e9]
@@ -212,8 +218,8 @@ def test_a_stopped_feed_process_fails_trading_closed_is_restarted_and_trading_re
     new = live.actor("feed.binance")
     assert new["pid"] != old and new["state"] == "running" and pid_gone(old)
     guard_at = guard_raised_at(live, "", t0 / 1e9)
-    late = orders_between(live, int((guard_at + IN_FLIGHT_S) * 1e9), ep.last_closed(raised))
-    assert not late, f"orders accepted while fail-closed: {late}"
+    late = orders_between(live, int(guard_at * 1e9), ep.last_closed(raised))
+    assert not late, f"orders the guard approved while fail-closed: {late}"
     assert [e for e in live.events("fail_closed_cleared") if e["key"] == "stale.binance" and e["ts"] >= t0 / 1e9]
     wait_trading(live)
     live.quiesce()

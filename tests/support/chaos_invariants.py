@@ -7,9 +7,9 @@ ledger's rows and events (``storage.ledger``), closed windows as
 ``(start_ns, end_ns, why)``, and status samples.
 
 Tolerance for in-flight sends (documented, used by ``orders_in_closed_windows``):
-an order is timed by when the guard approved it (the ledger's per-intent
-``decided_ns``), or, where that is not known, by when the executor wrote it
-to its ledger - the moment before it sends. A decision the guard made while
+an order is timed by when the guard approved it (``Ledger.decisions``), or,
+where that is not known, by when the executor wrote it to its ledger - the
+moment before it sends. A decision the guard made while
 open may still be sent after a window opened: the executor cross-checks the
 state it last received, one bus hop later, and a loaded host can delay the
 executor's write by more than any fixed allowance (a CI failure). So it is

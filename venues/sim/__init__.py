@@ -4,8 +4,9 @@ plain websockets clients cannot tell from the real venues for everything arbd us
 Start it
     - alone: ``bin/arbd sim --port N --seed S`` (Upbit on N, Binance on N+1, admin on
       N+2; port 0 = ephemeral). The first stdout line is the URL object below.
-    - in a test or an actor: ``SimThread(SimConfig(...)).start()`` returns the URL object;
-      ``.stop()`` joins the thread. ``SimExchange`` is the same on a running asyncio loop.
+    - in an actor: ``SimThread(SimConfig(...)).start()`` returns the URL object (uvloop);
+      ``.stop()`` joins the thread. In a test: ``venues.sim.testing.sim_thread(...)``,
+      the same on the stdlib loop. ``SimExchange`` is the same on a running asyncio loop.
 
 URL object (ARCHITECTURE section 5)::
 

@@ -33,31 +33,47 @@ def test_the_guards_decision_time_is_kept_per_intent(tmp_path: Path) -> None:
     led.record_intent(decided, 1.0, [("c1", "upbit", "sell", 0.001, 1e8)], decided_ns=1_700_000_000_123)
     led.record_intent(unknown, 1.0, [("c2", "upbit", "sell", 0.001, 1e8)])
     assert led.decisions() == {decided.id: 1_700_000_000_123}
-    assert Ledger.reader(tmp_path / "l.sqlite").decisions() == {decided.id: 1_700_000_000_123}
+    reader = Ledger.reader(tmp_path / "l.sqlite")
+    assert reader.decisions() == {decided.id: 1_700_000_000_123}
+    reader.close()
+    led.close()
 
 
-OLD_INTENTS = """CREATE TABLE intents (
+OLD_SCHEMA = """CREATE TABLE intents (
   intent_id TEXT PRIMARY KEY, pair_id TEXT NOT NULL, action TEXT NOT NULL,
   symbol TEXT NOT NULL, direction TEXT NOT NULL, notional_krw REAL NOT NULL,
   scale REAL NOT NULL, created_ns INTEGER NOT NULL, origin_ts_ns INTEGER NOT NULL
 )"""
+OLD_WRITE = "INSERT INTO intents VALUES ('{}','p','open','BTC','sell_upbit',1.0,1.0,5,0)"  # 0.4.1's insert
 
 
-def test_a_ledger_from_before_decision_times_gains_the_column_and_keeps_its_intents(tmp_path: Path) -> None:
+def test_a_ledger_from_before_decision_times_works_both_ways(tmp_path: Path) -> None:
+    """0.4.2 opens an 0.4.1 ledger (a reader changes nothing), and 0.4.1's
+    writer still works on it afterwards: the decision times have a table of
+    their own, so intents keeps its nine columns."""
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
-    db.execute(OLD_INTENTS)
-    db.execute("INSERT INTO intents VALUES ('i-old','p','open','BTC','sell_upbit',1.0,1.0,5,0)")
+    db.execute(OLD_SCHEMA)
+    db.execute(OLD_WRITE.format("i-old"))
     db.commit()
-    db.close()
-    assert Ledger.reader(path).decisions() == {}  # a reader changes nothing, and copes
+    reader = Ledger.reader(path)
+    assert reader.decisions() == {}
+    reader.close()
+    assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["intents"]
 
     led = Ledger(path)
     assert led.has_intent("i-old") and led.decisions() == {}
     i = intent()
     assert led.record_intent(i, 1.0, [("c1", "upbit", "sell", 0.001, 1e8)], decided_ns=42)
     assert led.decisions() == {i.id: 42}
-    Ledger(path, readonly=True).close()  # a second opener finds the column there
+    led.close()
+
+    db.execute(OLD_WRITE.format("i-older-writer"))  # an 0.4.1 executor, after 0.4.2 opened the file
+    db.commit()
+    db.close()
+    again = Ledger(path, readonly=True)
+    assert again.has_intent("i-older-writer") and again.decisions() == {i.id: 42}
+    again.close()
 
 
 def test_events_resolve_orders_and_survive_reopening(tmp_path: Path) -> None:
