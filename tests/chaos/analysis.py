@@ -152,15 +152,7 @@ def undisturbed_wait(r: ChaosResult, accepted: list[tuple[int, str]]) -> dict[st
     return inv.percentiles(waits, (50, 95))
 
 
-def decided_at(row: Any, decided: dict[str, int]) -> int:
-    """When the guard approved the order's intent, else when the executor wrote
-    it (a ledger from before decision times): the ledger write can lag the
-    decision by however long a loaded host stalls the executor."""
-    return decided.get(row.intent_id, row.created_ns)
-
-
-def cold_engine_orders(r: ChaosResult, rows: list[Any], kills: list[int],
-                       decided: dict[str, int] | None = None) -> list[str]:
+def cold_engine_orders(r: ChaosResult, rows: list[Any], kills: list[int], decided: dict[str, int]) -> list[str]:
     """An order decided on quotes after the engine was killed, for a symbol the
     new engine had not yet published an opportunity for (so: priced off a cold
     or unchecked baseline, or off nothing). The engine only publishes with a
@@ -170,7 +162,7 @@ def cold_engine_orders(r: ChaosResult, rows: list[Any], kills: list[int],
     for i, k in enumerate(sorted(kills)):
         nxt = sorted(kills)[i + 1] if i + 1 < len(kills) else r.end_ns
         for row in rows:
-            at = decided_at(row, decided or {})
+            at = inv.decided_at(row, decided)
             if row.action not in DECIDED_ON_QUOTES or not k + tol < at < nxt:
                 continue
             first = min((t for (_, sym), t in r.first_opp.items() if sym == row.symbol and t > k), default=None)
@@ -181,7 +173,7 @@ def cold_engine_orders(r: ChaosResult, rows: list[Any], kills: list[int],
     return out
 
 
-def stale_quote_orders(r: ChaosResult, rows: list[Any], decided: dict[str, int] | None = None) -> list[str]:
+def stale_quote_orders(r: ChaosResult, rows: list[Any], decided: dict[str, int]) -> list[str]:
     """An order decided on quotes while its venue's quotes were older than the
     engine's limit (seen on the bus, which carries a thinned copy)."""
     import bisect
@@ -192,7 +184,7 @@ def stale_quote_orders(r: ChaosResult, rows: list[Any], decided: dict[str, int] 
     start = r.schedule_start_ns or 0
     for row in rows:
         ts = books.get(row.venue)
-        at = decided_at(row, decided or {})
+        at = inv.decided_at(row, decided)
         if row.action not in DECIDED_ON_QUOTES or not ts or at < start:
             continue
         i = bisect.bisect_right(ts, at)

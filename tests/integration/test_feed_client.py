@@ -9,7 +9,6 @@ import json
 import random
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from messages.market import BookTop
 from venues.binance import BinanceAdapter
 from venues.feed_client import FeedClient, FeedStats
 from venues.sim.config import SimConfig
-from venues.sim.testing import sim_thread
+from venues.sim.testing import admin, sim_thread
 from venues.upbit import UpbitAdapter
 
 COINS = ("BTC", "ETH", "XRP")
@@ -37,16 +36,14 @@ def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "con
         time.sleep(0.01)
 
 
-def post_fault(admin: str, **body: Any) -> dict[str, Any]:
-    req = urllib.request.Request(f"{admin}/_sim/fault", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.load(resp)
+def post_fault(sim: dict[str, Any], **body: Any) -> dict[str, Any]:
+    status, reply = admin(sim, "POST", "/_sim/fault", body)
+    assert status == 200, reply
+    return reply
 
 
-def clear_faults(admin: str) -> None:
-    with urllib.request.urlopen(urllib.request.Request(f"{admin}/_sim/fault", method="DELETE"), timeout=5) as resp:
-        assert json.load(resp)["ok"]
+def clear_faults(sim: dict[str, Any]) -> None:
+    assert admin(sim, "DELETE", "/_sim/fault")[1]["ok"]
 
 
 class Books:
@@ -130,9 +127,9 @@ def test_a_paused_feed_is_detected_as_stale_and_reconnected(sim, feeds, venue):
     client, _ = feeds(sim, venue, stale_after_s=0.5)
     wait_until(tops_after(client, 5), what="first books")
     # Until the client has seen it: a loaded host may run its stale timer late.
-    post_fault(sim["admin"], venue=venue, kind="pause", seconds=30)
+    post_fault(sim, venue=venue, kind="pause", seconds=30)
     wait_until(lambda: client.snapshot().stale_disconnects >= 1, what="stale detection")
-    clear_faults(sim["admin"])
+    clear_faults(sim)
     before = client.snapshot().tops
     wait_until(lambda: client.snapshot().tops > before + 3 and client.snapshot().connected,
                what="books after the pause")
@@ -146,7 +143,7 @@ def test_a_paused_feed_is_detected_as_stale_and_reconnected(sim, feeds, venue):
 def test_a_dropped_connection_is_reconnected(sim, feeds, venue):
     client, _ = feeds(sim, venue)
     wait_until(tops_after(client, 5), what="first books")
-    assert post_fault(sim["admin"], venue=venue, kind="drop", seconds=0)["dropped"] == 1
+    assert post_fault(sim, venue=venue, kind="drop", seconds=0)["dropped"] == 1
     wait_until(lambda: client.snapshot().connects >= 2, what="reconnect")
     before = client.snapshot().tops
     wait_until(tops_after(client, before + 3), what="books after the drop")
@@ -157,10 +154,10 @@ def test_a_dropped_connection_is_reconnected(sim, feeds, venue):
 def test_handshakes_refused_during_a_drop_are_retried_with_backoff(sim, feeds):
     client, _ = feeds(sim, "binance")
     wait_until(tops_after(client, 5), what="first books")
-    post_fault(sim["admin"], venue="binance", kind="drop", seconds=30)  # until a handshake was refused
+    post_fault(sim, venue="binance", kind="drop", seconds=30)  # until a handshake was refused
     wait_until(lambda: client.snapshot().reconnects >= 2, what="refused handshakes")
     assert "503" in client.snapshot().last_error
-    clear_faults(sim["admin"])
+    clear_faults(sim)
     before = client.snapshot().tops
     wait_until(tops_after(client, before + 3), what="books after the drop ended")
     s = client.snapshot()
@@ -171,7 +168,7 @@ def test_handshakes_refused_during_a_drop_are_retried_with_backoff(sim, feeds):
 def test_malformed_frames_are_counted_and_the_feed_keeps_running(sim, feeds, venue):
     client, _ = feeds(sim, venue, stale_after_s=5.0)
     wait_until(tops_after(client, 5), what="first books")
-    post_fault(sim["admin"], venue=venue, kind="malformed", seconds=0.8)
+    post_fault(sim, venue=venue, kind="malformed", seconds=0.8)
     wait_until(lambda: client.snapshot().bad_total >= 5, what="bad frames")
     before = client.snapshot()
     wait_until(tops_after(client, before.tops + 5), timeout=10.0, what="books after the garbage")

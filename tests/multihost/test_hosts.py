@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.chaos_invariants import decided_at
 from tests.support.daemon import (
     ARBCTL,
     ARBD,
@@ -276,7 +277,7 @@ def test_a_cut_link_fails_trading_closed_in_time_and_trading_resumes_on_restore(
     finally:
         ledger.close()
     assert decided, "the executor recorded no guard decision time"
-    late = [r.client_order_id for r in rows if stale_from <= decided.get(r.intent_id, r.created_ns) <= restore_ns]
+    late = [r.client_order_id for r in rows if stale_from <= decided_at(r, decided) <= restore_ns]
     assert not late, f"orders decided while seoul's quotes were stale: {late}"
     # And one decided before is not sent late: accepted in that span within
     # ACCEPT_SLACK_S of its ledger write (the executor refuses a decision that

@@ -187,6 +187,13 @@ def guard_gaps(guard_kills_ns: Sequence[int], states: Sequence[Any], end_ns: int
     return out
 
 
+def decided_at(row: OrderRow, decided: Mapping[str, int]) -> int:
+    """When the guard approved the order's intent (``Ledger.decisions``), else
+    when the executor wrote it (a ledger from before decision times): the write
+    can lag the decision by however long a loaded host stalls the executor."""
+    return decided.get(row.intent_id, row.created_ns)
+
+
 def orders_in_closed_windows(sim_orders: Sequence[dict[str, Any]], rows: Sequence[OrderRow],
                              windows: Sequence[Window], *, tolerance_ns: int,
                              accept_slack_ns: int, decided: Mapping[str, int] | None = None) -> list[str]:
@@ -205,8 +212,8 @@ def orders_in_closed_windows(sim_orders: Sequence[dict[str, Any]], rows: Sequenc
         if row is not None and row.action == "unwind":
             continue  # the reducing behaviour: a repair that shrinks exposure may go while closed
         written = row.created_ns if row is not None else acc
-        when, what = ((decided[row.intent_id], "decided") if row is not None and row.intent_id in decided
-                      else (written, "written to the ledger"))
+        when = decided_at(row, decided) if row is not None else acc
+        what = "decided" if row is not None and row.intent_id in decided else "written to the ledger"
         for w in windows:
             if not w.contains(acc, tolerance_ns):
                 continue
